@@ -1,0 +1,64 @@
+"""Detector registry and factory: `create_model("yolov5s", num_classes=1)`.
+
+Each family lives in its own file and registers its sizes here. A model is rebuilt from `(family, config dict)`,
+which is what checkpoints store instead of a pickled module.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .yolov5 import YOLOv5, YOLOv5Config
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_FAMILIES: dict[str, Callable[[dict], nn.Module]] = {
+    "yolov5": lambda cfg: YOLOv5(YOLOv5Config.from_dict(cfg)),
+}
+
+
+def register_model(name: str) -> Callable:
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, num_classes: int = 80, **kwargs) -> nn.Module:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    return _REGISTRY[name](num_classes=num_classes, **kwargs)
+
+
+def model_spec(model: nn.Module) -> dict:
+    """`{"family": ..., "config": {...}}`: enough to rebuild `model`'s architecture without pickle."""
+    if isinstance(model, YOLOv5):
+        return {"family": "yolov5", "config": model.config.to_dict()}
+    raise TypeError(f"{type(model).__name__} is not a registered detector family ({', '.join(_FAMILIES)})")
+
+
+def build_from_spec(spec: dict) -> nn.Module:
+    family = spec.get("family")
+    if family not in _FAMILIES:
+        raise KeyError(f"unknown model family {family!r}; known: {', '.join(_FAMILIES)}")
+    return _FAMILIES[family](spec["config"])
+
+
+_YOLOV5_SIZES = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75), "l": (1.0, 1.0), "x": (1.33, 1.25)}
+
+
+def _register_yolov5(size: str, depth: float, width: float) -> None:
+    @register_model(f"yolov5{size}")
+    def build(num_classes: int = 80, **kwargs) -> YOLOv5:
+        cfg = YOLOv5Config(depth, width, num_classes=num_classes, name=f"yolov5{size}", **kwargs)
+        return YOLOv5(cfg)
+
+
+for _size, (_d, _w) in _YOLOV5_SIZES.items():
+    _register_yolov5(_size, _d, _w)

@@ -1,0 +1,106 @@
+"""Run and time an ONNX model with onnxruntime on the CPU (the embedded default latency backend).
+
+Timing protocol: a fixed intra-op thread count (stated in the result), sequential execution, `warmup` untimed runs,
+then `runs` timed runs of the same input, each timed with `time.perf_counter` around `session.run`.
+"""
+
+import os
+import platform
+import time
+
+from .stats import LatencyStats
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def default_threads():
+    """Cores this process may use (respects taskset / cgroup affinity where the OS exposes it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class OnnxRuntimeRunner(object):
+    """An onnxruntime CPU session over ONNX bytes or a file path."""
+
+    def __init__(self, model, threads=None, providers=None):
+        import onnxruntime as ort
+
+        self.threads = int(threads) if threads else default_threads()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        source = model if isinstance(model, (bytes, bytearray)) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, sess_options=opts,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            where = "the given bytes" if isinstance(model, (bytes, bytearray)) else str(model)
+            raise ValueError("onnxruntime cannot load {}: {}. Is it an ONNX model "
+                             "(export one with `edgeprune export`)?".format(where, e))
+        self.ort_version = ort.__version__
+
+    def input_shapes(self, shape=None):
+        """Concrete input shapes; `shape` fills dynamic dimensions of the first input (e.g. (1, 3, 320, 320))."""
+        shapes = {}
+        for i, inp in enumerate(self.session.get_inputs()):
+            dims = list(inp.shape)
+            if shape is not None and i == 0:
+                dims = list(shape)
+            if any(not isinstance(d, int) or d <= 0 for d in dims):
+                raise ValueError("input {!r} has dynamic shape {}: pass an input shape such as 1,3,640,640"
+                                 .format(inp.name, inp.shape))
+            shapes[inp.name] = tuple(dims)
+        return shapes
+
+    def random_feed(self, shape=None, seed=0):
+        import numpy as np
+
+        rng = np.random.RandomState(seed)
+        types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+                 "tensor(int32)": np.int32, "tensor(uint8)": np.uint8}
+        feed = {}
+        for inp in self.session.get_inputs():
+            dims = self.input_shapes(shape)[inp.name]
+            feed[inp.name] = rng.random_sample(dims).astype(types.get(inp.type, np.float32))
+        return feed
+
+    def infer(self, feed):
+        return self.session.run(None, feed)
+
+    def time(self, shape=None, warmup=10, runs=50, seed=0):
+        """Median/p90/p99 over `runs` timed inferences after `warmup` untimed ones."""
+        feed = self.random_feed(shape, seed)
+        for _ in range(warmup):
+            self.session.run(None, feed)
+        samples = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self.session.run(None, feed)
+            samples.append((time.perf_counter() - t0) * 1000.0)
+        info = {
+            "runner": "onnxruntime",
+            "provider": self.session.get_providers()[0],
+            "device": _cpu_name(),
+            "threads": self.threads,
+            "onnxruntime": self.ort_version,
+            "input_shapes": dict((k, list(v)) for k, v in self.input_shapes(shape).items()),
+        }
+        return LatencyStats.from_samples(samples, warmup=warmup, info=info)
+
+
+def time_onnx(model, shape=None, warmup=10, runs=50, threads=None):
+    """Convenience: load `model` (path or bytes) and time it; returns LatencyStats."""
+    return OnnxRuntimeRunner(model, threads=threads).time(shape=shape, warmup=warmup, runs=runs)

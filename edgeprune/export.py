@@ -1,0 +1,96 @@
+"""Export a detector to one self-contained ONNX file, checked and compared with torch through onnxruntime.
+
+Output layout (the default, `layout="yolo"`): one tensor `output0` of shape `[B, N, 5 + C]`, N = anchors × cells
+over the three levels, each row `(cx, cy, w, h, objectness, class scores...)` with boxes in input pixels and
+scores after sigmoid — the ultralytics YOLOv5 layout. `layout="nms"` instead gives two tensors ready for an NMS
+plugin such as TensorRT's EfficientNMS_TRT (`box_coding=0`): `boxes [B, N, 4]` as `(x1, y1, x2, y2)` and
+`scores [B, N, C]` = objectness × class score.
+
+We use the TorchScript exporter (`dynamo=False`): it writes opsets 11–20 directly (TensorRT 8.2 on a TX2 wants
+≤ 13), keeps weights inside the file, and is several times faster than the dynamo exporter in torch 2.13, whose
+down-conversion below opset 18 is unreliable.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+# onnxruntime vs torch on the same input: boxes are in pixels, scores in [0, 1].
+RTOL, ATOL = 1e-3, 1e-4
+
+
+class NMSReadyOutputs(nn.Module):
+    """Wraps a detector to emit `(boxes xyxy, scores)` instead of the raw YOLO rows."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.model(x)
+        xy, wh = y[..., :2], y[..., 2:4]
+        boxes = torch.cat((xy - wh / 2, xy + wh / 2), -1)
+        scores = y[..., 5:] * y[..., 4:5]
+        return boxes, scores
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    opset: int
+    img_size: int
+    outputs: list[str]
+    max_abs_diff: float  # largest |onnxruntime − torch| over all outputs on a random input
+
+
+def export_onnx(model: nn.Module, path: str | Path, img_size: int = 640, opset: int = 13, batch: int = 1,
+                dynamic_batch: bool = False, layout: str = "yolo", verify: bool = True) -> ExportResult:
+    """Write `model` as ONNX to `path` (atomically), run onnx.checker, and compare with torch on onnxruntime."""
+    import onnx
+
+    if layout not in ("yolo", "nms"):
+        raise ValueError(f"layout must be 'yolo' or 'nms', not {layout!r}")
+    model = model.eval().cpu()
+    net = (NMSReadyOutputs(model) if layout == "nms" else model).eval()
+    outputs = ["boxes", "scores"] if layout == "nms" else ["output0"]
+    x = torch.rand(batch, model.config.in_channels, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    dynamic_axes = {name: {0: "batch"} for name in ["images", *outputs]} if dynamic_batch else None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python values
+            torch.onnx.export(net, (x,), tmp, opset_version=opset, input_names=["images"], output_names=outputs,
+                              dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
+        onnx.checker.check_model(onnx.load(tmp), full_check=True)
+        diff = _compare_with_torch(net, tmp, x) if verify else float("nan")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return ExportResult(path, opset, img_size, outputs, diff)
+
+
+@torch.no_grad()
+def _compare_with_torch(net: nn.Module, onnx_path: str, x: torch.Tensor) -> float:
+    from deploy.onnxruntime_runner import OnnxRuntimeRunner
+
+    expected = net(x)
+    expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
+    got = OnnxRuntimeRunner(onnx_path).infer({"images": x.numpy()})
+    worst = 0.0
+    for e, g in zip(expected, got):
+        e = e.numpy()
+        np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL,
+                                   err_msg=f"{onnx_path}: onnxruntime output differs from torch")
+        worst = max(worst, float(np.abs(g - e).max()))
+    return worst
