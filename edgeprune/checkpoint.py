@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -68,14 +67,17 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e):
+            raise CheckpointError(f"{path}: corrupt or not a torch file ({str(e).splitlines()[0]}). "
+                                  f"Use the previous checkpoint or train again.") from None
         raise CheckpointError(
             f"{path}: not an edgeprune checkpoint: it needs pickled Python objects to load "
             f"(an ultralytics or full-model torch.save file?). Load that model in Python and pass its state_dict "
-            f"to edgeprune.checkpoint.save_checkpoint. Detail: {str(e).splitlines()[0]}"
+            f"to edgeprune.checkpoint.save_checkpoint."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+    except Exception as e:  # torch raises RuntimeError, EOFError, IndexError, BadZipFile... on damaged files
         raise CheckpointError(
-            f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}). "
+            f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
             f"Use the previous checkpoint or train again."
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

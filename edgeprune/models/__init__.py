@@ -32,7 +32,7 @@ def list_models() -> list[str]:
 
 def create_model(name: str, num_classes: int = 80, **kwargs) -> nn.Module:
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     return _REGISTRY[name](num_classes=num_classes, **kwargs)
 
 

@@ -1,0 +1,116 @@
+"""`edgeprune <verb>`: the command line. Each verb imports its stage lazily so that `--help` stays instant.
+
+Verbs write their results as files (checkpoints, ONNX, JSON) so that the demo and scripts can chain them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_data_parsers(sub) -> None:
+    data = sub.add_parser("data", help="make or convert datasets").add_subparsers(dest="data_cmd", required=True)
+    p = data.add_parser("synth", help="write a synthetic SAR ship dataset in YOLO format")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--train", type=int, default=400, help="training scenes")
+    p.add_argument("--val", type=int, default=100, help="validation scenes")
+    p.add_argument("--size", type=int, default=320, help="scene side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p = data.add_parser("convert", help="convert a COCO-json / VOC-xml / YOLO dataset to the YOLO layout")
+    p.add_argument("src", help="data.yaml, COCO dataset folder or json, or VOC folder")
+    p.add_argument("--to", default="yolo", choices=["yolo"])
+    p.add_argument("--format", default="auto", choices=["auto", "yolo", "coco", "voc"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad labels instead of stopping")
+
+
+def _add_model_parsers(sub) -> None:
+    p = sub.add_parser("train", help="train a detector")
+    p.add_argument("--data", required=True, help="data.yaml (or any dataset `edgeprune data convert` reads)")
+    p.add_argument("--model", default="yolov5n", help="registered model name, e.g. yolov5n/s/m")
+    p.add_argument("--weights", help="start from this edgeprune checkpoint instead of random weights")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
+    p.add_argument("--lr0", type=float, default=None, help="initial lr (default 0.01 for SGD, 0.002 for AdamW)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--out", default="runs/train", help="run directory (checkpoints, metrics.csv)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad labels instead of stopping")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("eval", help="mAP@0.5, mAP@0.5:0.95, precision and recall on the validation split")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True)
+    p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--conf", type=float, default=0.001)
+    p.add_argument("--iou", type=float, default=0.6)
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (checked, compared with torch)")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", help="ONNX path (default: next to the checkpoint)")
+    p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")
+    p.add_argument("--opset", type=int, default=13, help="ONNX opset; TensorRT 8.2 (TX2, JetPack 4.6) needs <= 13")
+    p.add_argument("--layout", default="yolo", choices=["yolo", "nms"],
+                   help="yolo: one [B,N,5+C] output; nms: boxes [B,N,4] + scores [B,N,C] for an NMS plugin")
+    p.add_argument("--dynamic-batch", action="store_true")
+
+    p = sub.add_parser("profile", help="params, FLOPs and onnxruntime CPU latency of an ONNX model or checkpoint")
+    p.add_argument("model", help="model.onnx or an edgeprune checkpoint (exported on the fly)")
+    p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all usable cores)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--json", help="also write the result to this JSON file")
+
+    p = sub.add_parser("demo", help="the main job: data → train → eval → export → profile, one table")
+    p.add_argument("--out", default="runs/demo", help="run directory")
+    p.add_argument("--quick", action="store_true", help="a tiny run for a first look (about a minute)")
+    p.add_argument("--epochs", type=int, help="override the number of training epochs")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeprune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_data_parsers(sub)
+    _add_model_parsers(sub)
+    return parser
+
+
+def write_json(path: str | Path, obj: object) -> None:
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import commands
+
+    args = build_parser().parse_args(argv)
+    handler = {
+        "data": commands.data, "train": commands.train, "eval": commands.evaluate, "export": commands.export,
+        "profile": commands.profile, "demo": commands.demo,
+    }[args.cmd]
+    try:
+        handler(args)
+    except commands.USER_ERRORS as e:
+        print(f"edgeprune {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

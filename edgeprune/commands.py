@@ -1,0 +1,120 @@
+"""The work behind each CLI verb: parse nothing, print a little, write files. Called by edgeprune.cli."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .data.formats import LabelError
+
+# Errors caused by the user's input: the CLI prints them as one line instead of a traceback.
+USER_ERRORS = (CheckpointError, LabelError, FileNotFoundError, ValueError)
+
+
+def format_table(rows: list[dict], floatfmt: str = "{:.3f}") -> str:
+    """A plain-text table with one row per dict (keys of the first row are the columns)."""
+    cols = list(rows[0])
+    cells = [[c for c in cols]] + [[floatfmt.format(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols]
+                                   for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def data(args: argparse.Namespace) -> None:
+    if args.data_cmd == "synth":
+        from .data.synth import synthesize
+
+        yaml_path = synthesize(args.out, args.train, args.val, size=args.size, seed=args.seed)
+        print(f"wrote {yaml_path} ({args.train} train / {args.val} val scenes, preview: {Path(args.out) / 'preview.png'})")
+    else:
+        from .data.convert import convert_to_yolo
+        from .data.formats import load_dataset
+
+        spec = load_dataset(args.src, fmt=args.format, skip_bad=args.skip_bad)
+        print(f"wrote {convert_to_yolo(spec, args.out)} ({len(spec.train)} train / {len(spec.val)} val images)")
+
+
+def train(args: argparse.Namespace) -> None:
+    from .checkpoint import load_model
+    from .data.formats import load_dataset
+    from .models import create_model
+    from .train import TrainConfig
+    from .train import train as run_training
+
+    spec = load_dataset(args.data, skip_bad=args.skip_bad)
+    model = load_model(args.weights).train() if args.weights else create_model(args.model, len(spec.names))
+    lr0 = args.lr0 if args.lr0 is not None else (0.01 if args.optimizer == "sgd" else 0.002)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, img_size=args.imgsz, optimizer=args.optimizer,
+                      lr0=lr0, seed=args.seed, threads=args.threads)
+    last = run_training(model, spec.train, spec.val, cfg, args.out, resume=args.resume,
+                        progress=not args.no_progress)
+    print(format_table([last]))
+    print(f"checkpoints: {Path(args.out) / 'best.pt'}, {Path(args.out) / 'last.pt'}; "
+          f"per-epoch metrics: {Path(args.out) / 'metrics.csv'}")
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    from .checkpoint import load_model
+    from .cli import write_json
+    from .data.dataset import build_loader
+    from .data.formats import load_dataset
+    from .evaluate import evaluate as run_eval
+
+    model = load_model(args.checkpoint)
+    spec = load_dataset(args.data)
+    loader = build_loader(spec.val, args.imgsz, args.batch, augment=False, shuffle=False)
+    m = run_eval(model, loader, conf_thres=args.conf, iou_thres=args.iou, progress=True)
+    row = {k: m[k] for k in ("images", "precision", "recall", "map50", "map")}
+    print(format_table([row]))
+    if args.json:
+        write_json(args.json, m)
+    return m
+
+
+def export(args: argparse.Namespace) -> None:
+    from .checkpoint import load_model
+    from .export import export_onnx
+
+    out = args.out or str(Path(args.checkpoint).with_suffix(".onnx"))
+    r = export_onnx(load_model(args.checkpoint), out, img_size=args.imgsz, opset=args.opset, layout=args.layout,
+                    dynamic_batch=args.dynamic_batch)
+    print(f"wrote {r.path} (opset {r.opset}, outputs {', '.join(r.outputs)}, input {args.imgsz}x{args.imgsz}; "
+          f"max |onnxruntime - torch| = {r.max_abs_diff:.2e})")
+
+
+def profile(args: argparse.Namespace) -> dict:
+    from deploy.onnx_info import inspect
+    from deploy.onnxruntime_runner import OnnxRuntimeRunner
+
+    from .cli import write_json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = args.model
+        if not str(args.model).endswith(".onnx"):
+            from .checkpoint import load_model
+            from .export import export_onnx
+
+            onnx_path = export_onnx(load_model(args.model), Path(tmp) / "model.onnx", img_size=args.imgsz).path
+        shape = (args.batch, 3, args.imgsz, args.imgsz)
+        info = inspect(onnx_path, input_shape=shape)
+        stats = OnnxRuntimeRunner(onnx_path, threads=args.threads or None).time(shape, args.warmup, args.runs)
+    row = {"model": Path(args.model).name, "input": "x".join(map(str, shape)), "params": info["params"],
+           "GFLOPs": info["flops"] / 1e9, "threads": stats.info["threads"], "median_ms": stats.median_ms,
+           "p90_ms": stats.p90_ms, "p99_ms": stats.p99_ms, "runs": stats.runs}
+    print(format_table([row]))
+    print("GFLOPs = 2 x multiply-accumulates of Conv/Gemm/MatMul; params counted from the ONNX initializers "
+          "(batch norms folded into convs).")
+    result = {**row, "latency": stats.to_dict(), "onnx": info}
+    if args.json:
+        write_json(args.json, result)
+    return result
+
+
+def demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick, epochs=args.epochs, seed=args.seed)

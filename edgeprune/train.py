@@ -1,0 +1,216 @@
+"""Train a detector: SGD or AdamW, linear warm-up then cosine decay, EMA of the weights, resumable.
+
+Every epoch writes `last.pt` (and `best.pt` when validation fitness improves) atomically, and rewrites
+`metrics.csv`, so a kill at any moment loses at most the epoch in flight; `resume=True` continues from `last.pt`.
+Fitness is YOLOv5's `0.1 · mAP@0.5 + 0.9 · mAP@0.5:0.95`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from .data.dataset import build_loader
+from .evaluate import evaluate
+from .models.loss import YOLOv5Loss
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 16
+    img_size: int = 320
+    optimizer: str = "sgd"  # or "adamw"
+    lr0: float = 0.01
+    lrf: float = 0.01  # final lr = lr0 · lrf
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0
+    warmup_bias_lr: float = 0.1
+    ema: bool = True
+    eval_every: int = 1
+    seed: int = 0
+    workers: int = 0
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+
+
+class ModelEMA:
+    """Exponential moving average of the weights with YOLOv5's ramp: decay · (1 − exp(−updates / tau))."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000, updates: int = 0) -> None:
+        self.ema = copy.deepcopy(model).eval()
+        self.decay, self.tau, self.updates = decay, tau, updates
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        msd = model.state_dict()
+        for k, v in self.ema.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(msd[k])
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Three groups as in YOLOv5: conv weights (decayed), norm weights and biases (not decayed)."""
+    decay, no_decay, biases = [], [], []
+    for module in model.modules():
+        if isinstance(getattr(module, "bias", None), nn.Parameter):
+            biases.append(module.bias)
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            no_decay.append(module.weight)
+        elif isinstance(getattr(module, "weight", None), nn.Parameter):
+            decay.append(module.weight)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(no_decay, lr=cfg.lr0, momentum=cfg.momentum, nesterov=True)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(no_decay, lr=cfg.lr0, betas=(cfg.momentum, 0.999), weight_decay=0.0)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adamw', not {cfg.optimizer!r}")
+    opt.add_param_group({"params": decay, "weight_decay": cfg.weight_decay})
+    opt.add_param_group({"params": biases, "weight_decay": 0.0})
+    return opt
+
+
+def cosine_factor(epoch: float, epochs: int, lrf: float) -> float:
+    return ((1 - math.cos(epoch * math.pi / epochs)) / 2) * (lrf - 1) + 1
+
+
+def set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, it: int, iters_per_epoch: int) -> None:
+    """Warm-up: the bias group falls from warmup_bias_lr, the others rise from 0; then cosine per iteration."""
+    epoch = it / iters_per_epoch
+    target = cfg.lr0 * cosine_factor(epoch, cfg.epochs, cfg.lrf)
+    warmup_iters = max(1, round(cfg.warmup_epochs * iters_per_epoch))
+    for j, group in enumerate(opt.param_groups):
+        if it < warmup_iters:
+            start = cfg.warmup_bias_lr if j == 2 else 0.0
+            group["lr"] = start + (target - start) * it / warmup_iters
+        else:
+            group["lr"] = target
+
+
+def fitness(metrics: dict) -> float:
+    return 0.1 * metrics["map50"] + 0.9 * metrics["map"]
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Holds the state of one training run so that it can be checkpointed and resumed."""
+
+    def __init__(self, model: nn.Module, train_samples: list, val_samples: list, cfg: TrainConfig,
+                 run_dir: str | Path, progress: bool = True) -> None:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.model, self.cfg, self.progress = model, cfg, progress
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.train_loader = build_loader(train_samples, cfg.img_size, cfg.batch_size, augment=True, shuffle=True,
+                                         seed=cfg.seed, workers=cfg.workers)
+        self.val_loader = build_loader(val_samples, cfg.img_size, cfg.batch_size, augment=False, shuffle=False,
+                                       seed=cfg.seed, workers=cfg.workers) if val_samples else None
+        self.criterion = YOLOv5Loss(model.head, img_size=cfg.img_size)
+        self.optimizer = build_optimizer(model, cfg)
+        self.ema = ModelEMA(model) if cfg.ema else None
+        self.start_epoch, self.best, self.rows = 0, -1.0, []
+
+    def resume(self) -> None:
+        """Continue from `last.pt` in the run directory."""
+        path = self.run_dir / "last.pt"
+        ckpt = load_checkpoint(path)
+        state = ckpt.get("train")
+        if not state:
+            raise CheckpointError(f"{path}: has no training state to resume from (was it saved by `train`?)")
+        load_weights(self.model, state["model"], source=str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None and state.get("ema") is not None:
+            load_weights(self.ema.ema, state["ema"], source=str(path))
+            self.ema.updates = state["ema_updates"]
+        self.start_epoch, self.best, self.rows = state["epoch"] + 1, state["best_fitness"], state["rows"]
+
+    def fit(self) -> dict:
+        cfg, nb = self.cfg, len(self.train_loader)
+        for epoch in range(self.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            losses = self._train_epoch(epoch, nb)
+            row = {"epoch": epoch + 1, "box_loss": losses[0], "obj_loss": losses[1], "cls_loss": losses[2],
+                   "lr": self.optimizer.param_groups[0]["lr"]}
+            row["train_seconds"] = time.perf_counter() - t0
+            row["images_per_second"] = len(self.train_loader.dataset) / row["train_seconds"]
+            last = epoch + 1 == cfg.epochs
+            if self.val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or last):
+                m = evaluate(self.eval_model, self.val_loader)
+                row.update({k: m[k] for k in ("precision", "recall", "map50", "map")})
+            self.rows.append(row)
+            self._save(epoch, row)
+        return self.rows[-1] if self.rows else {}
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.ema if self.ema is not None else self.model
+
+    def _train_epoch(self, epoch: int, nb: int) -> list[float]:
+        self.model.train()
+        total = torch.zeros(3)
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", disable=not self.progress)
+        for i, (images, targets, _) in enumerate(bar):
+            set_lr(self.optimizer, self.cfg, epoch * nb + i, nb)
+            loss, parts = self.criterion(self.model(images), targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            total += parts
+            bar.set_postfix(box=f"{parts[0]:.4f}", obj=f"{parts[1]:.4f}", cls=f"{parts[2]:.4f}")
+        return (total / max(nb, 1)).tolist()
+
+    def _save(self, epoch: int, row: dict) -> None:
+        score = fitness(row) if "map" in row else -1.0
+        improved = score > self.best
+        self.best = max(self.best, score)
+        train_state = {
+            "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.ema.state_dict() if self.ema is not None else None,
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
+            "best_fitness": self.best, "rows": self.rows, "config": asdict(self.cfg),
+        }
+        weights = self.eval_model.state_dict()
+        save_checkpoint(self.run_dir / "last.pt", self.model, metrics=row, train=train_state, state_dict=weights)
+        if improved or self.val_loader is None:
+            save_checkpoint(self.run_dir / "best.pt", self.model, metrics=row, state_dict=weights)
+        write_csv(self.run_dir / "metrics.csv", self.rows)
+
+
+def train(model: nn.Module, train_samples: list, val_samples: list, cfg: TrainConfig, run_dir: str | Path,
+          resume: bool = False, progress: bool = True) -> dict:
+    """Train `model` and return the last epoch's metrics row; checkpoints land in `run_dir`."""
+    trainer = Trainer(model, train_samples, val_samples, cfg, run_dir, progress)
+    if resume:
+        trainer.resume()
+    return trainer.fit()
