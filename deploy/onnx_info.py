@@ -57,7 +57,6 @@ def _node_macs(node, shapes):
         w = shapes.get(node.input[1])
         if not w:
             return 0
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
         if node.op_type == "Conv":  # W: [Cout, Cin/g, k...]
             return prod(out) * prod(w[1:])
         inp = shapes.get(node.input[0])  # W: [Cin, Cout/g, k...]

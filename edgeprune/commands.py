@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from .checkpoint import CheckpointError
-from .data.formats import LabelError
+from .data.labels import LabelError
 
 # Errors caused by the user's input: the CLI prints them as one line instead of a traceback.
 USER_ERRORS = (CheckpointError, LabelError, FileNotFoundError, ValueError)

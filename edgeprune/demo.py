@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .cli import main, write_json
 from .commands import format_table
+from .plots import plot_training
 
 
 @dataclass
@@ -55,6 +56,7 @@ def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, se
           "--json", str(out / "eval.json")])
     step(["export", str(ckpt), "--imgsz", str(plan.size), "--out", str(out / "model.onnx")])
     step(["profile", str(out / "model.onnx"), "--imgsz", str(plan.size), "--json", str(out / "profile.json")])
+    plot_training(train_dir / "metrics.csv", out / "training.png")
     ev = json.loads((out / "eval.json").read_text())
     prof = json.loads((out / "profile.json").read_text())
     row = {
@@ -66,7 +68,8 @@ def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, se
     write_json(out / "results.json", result)
     (out / "results.md").write_text(
         f"# edgeprune demo\n\n```\n{table}\n```\n\nlatency: onnxruntime CPU median of {prof['runs']} runs "
-        f"after warm-up, {prof['threads']} threads; GFLOPs = 2 x MACs at {plan.size}x{plan.size}.\n"
+        f"after warm-up, {prof['threads']} threads; GFLOPs = 2 x MACs at {plan.size}x{plan.size}.\n\n"
+        f"![training](training.png)\n"
     )
     print(f"\n{table}\n\nwrote {out / 'results.json'} and {out / 'results.md'} "
           f"in {result['seconds'] / 60:.1f} min")

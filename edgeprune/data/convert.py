@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from edgeprune.data.formats import DatasetSpec, Sample
+from edgeprune.data.labels import DatasetSpec, Sample
 
 SPLITS = ("train", "val")
 

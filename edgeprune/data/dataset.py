@@ -20,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from edgeprune.data.formats import LabelError, Sample
+from edgeprune.data.labels import LabelError, Sample
 
 PAD_VALUE = 114
 

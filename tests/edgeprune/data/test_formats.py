@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from edgeprune.data.formats import LabelError, detect_format, load_dataset, read_voc, yolo_label_path
 

@@ -1,0 +1,49 @@
+"""The CLI verbs end to end on a tiny synthetic set, and the one-line errors users get for bad input."""
+import json
+
+import pytest
+
+from edgeprune.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    assert main(["data", "synth", "--out", str(root / "data"), "--train", "8", "--val", "4", "--size", "96"]) == 0
+    assert main(["train", "--data", str(root / "data/data.yaml"), "--epochs", "1", "--batch", "4", "--imgsz",
+                 "96", "--out", str(root / "run"), "--no-progress"]) == 0
+    return root
+
+
+def test_eval_export_profile_chain(trained, capsys):
+    ckpt = str(trained / "run/best.pt")
+    assert main(["eval", ckpt, "--data", str(trained / "data/data.yaml"), "--imgsz", "96",
+                 "--json", str(trained / "eval.json")]) == 0
+    ev = json.loads((trained / "eval.json").read_text())
+    assert ev["images"] == 4 and 0.0 <= ev["map"] <= ev["map50"] <= 1.0
+    onnx_path = trained / "m.onnx"
+    assert main(["export", ckpt, "--imgsz", "96", "--opset", "11", "--out", str(onnx_path)]) == 0
+    assert main(["profile", str(onnx_path), "--imgsz", "96", "--runs", "5", "--warmup", "1", "--threads", "1",
+                 "--json", str(trained / "p.json")]) == 0
+    prof = json.loads((trained / "p.json").read_text())
+    assert prof["threads"] == 1 and prof["runs"] == 5 and prof["median_ms"] > 0 and prof["GFLOPs"] > 0
+    out = capsys.readouterr().out
+    assert "median_ms" in out and "max |onnxruntime - torch|" in out
+
+
+def test_profile_accepts_a_checkpoint(trained):
+    assert main(["profile", str(trained / "run/best.pt"), "--imgsz", "64", "--runs", "3", "--warmup", "1"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "missing.pt", "--data", "x.yaml"], "missing.pt: no such checkpoint"),
+    (["profile", "__FILE__"], "is not a readable ONNX model"),
+    (["train", "--data", "nowhere.yaml"], "nowhere.yaml: does not exist"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    argv = [str(bad) if a == "__FILE__" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -1,0 +1,77 @@
+import csv
+
+import pytest
+import torch
+
+from edgeprune.checkpoint import load_checkpoint, load_model
+from edgeprune.data.formats import load_dataset
+from edgeprune.data.synth import synthesize
+from edgeprune.models import create_model
+from edgeprune.train import TrainConfig, Trainer, cosine_factor, train
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    return load_dataset(synthesize(root, 8, 4, size=96, seed=3, progress=False))
+
+
+def _cfg(epochs=2):
+    return TrainConfig(epochs=epochs, batch_size=4, img_size=96, warmup_epochs=0.5, seed=1)
+
+
+def test_train_writes_checkpoints_and_metrics(tmp_path, spec):
+    torch.manual_seed(0)
+    last = train(create_model("yolov5n", 1), spec.train, spec.val, _cfg(), tmp_path, progress=False)
+    assert {"map50", "map", "precision", "recall", "images_per_second"} <= set(last)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert load_checkpoint(tmp_path / "last.pt")["train"]["epoch"] == 1
+    model = load_model(tmp_path / "best.pt")
+    assert model.config.num_classes == 1
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch):
+    torch.manual_seed(0)
+    init = create_model("yolov5n", 1).state_dict()
+
+    def fresh():
+        m = create_model("yolov5n", 1)
+        m.load_state_dict(init)
+        return m
+
+    train(fresh(), spec.train, spec.val, _cfg(), tmp_path / "straight", progress=False)
+
+    save = Trainer._save
+
+    def save_then_die(self, epoch, row):
+        save(self, epoch, row)
+        raise Killed  # the process dies right after the first epoch's checkpoint
+
+    monkeypatch.setattr(Trainer, "_save", save_then_die)
+    with pytest.raises(Killed):
+        train(fresh(), spec.train, spec.val, _cfg(), tmp_path / "killed", progress=False)
+    monkeypatch.setattr(Trainer, "_save", save)
+    train(fresh(), spec.train, spec.val, _cfg(), tmp_path / "killed", resume=True, progress=False)
+
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "killed" / "last.pt")
+    assert b["train"]["epoch"] == 1 and len(b["train"]["rows"]) == 2
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, msg=k)
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path, spec):
+    trainer = Trainer(create_model("yolov5n", 1), spec.train, spec.val, _cfg(), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="last.pt: no such checkpoint"):
+        trainer.resume()
+
+
+def test_cosine_schedule_ends_at_lrf():
+    assert cosine_factor(0, 10, 0.01) == pytest.approx(1.0)
+    assert cosine_factor(10, 10, 0.01) == pytest.approx(0.01)
+    assert cosine_factor(5, 10, 0.01) == pytest.approx(0.505)
