@@ -37,6 +37,7 @@ def _add_model_parsers(sub) -> None:
     p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
     p.add_argument("--lr0", type=float, default=None, help="initial lr (default 0.01 for SGD, 0.002 for AdamW)")
+    p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (and after the last)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default="runs/train", help="run directory (checkpoints, metrics.csv)")

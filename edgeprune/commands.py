@@ -49,7 +49,7 @@ def train(args: argparse.Namespace) -> None:
     model = load_model(args.weights).train() if args.weights else create_model(args.model, len(spec.names))
     lr0 = args.lr0 if args.lr0 is not None else (0.01 if args.optimizer == "sgd" else 0.002)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, img_size=args.imgsz, optimizer=args.optimizer,
-                      lr0=lr0, seed=args.seed, threads=args.threads)
+                      lr0=lr0, seed=args.seed, threads=args.threads, eval_every=args.eval_every)
     last = run_training(model, spec.train, spec.val, cfg, args.out, resume=args.resume,
                         progress=not args.no_progress)
     print(format_table([last]))

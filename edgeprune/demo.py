@@ -26,11 +26,12 @@ class DemoPlan:
     val: int = 100
     size: int = 320
     model: str = "yolov5n"
-    epochs: int = 30
+    epochs: int = 40
     batch: int = 16
+    eval_every: int = 4
 
 
-QUICK = DemoPlan(train=48, val=16, size=256, epochs=2, batch=16)
+QUICK = DemoPlan(train=48, val=16, size=256, epochs=2, batch=16, eval_every=1)
 
 
 def step(argv: list[str]) -> None:
@@ -50,7 +51,7 @@ def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, se
     step(["data", "synth", "--out", str(data), "--train", str(plan.train), "--val", str(plan.val),
           "--size", str(plan.size), "--seed", str(seed)])
     step(["train", "--data", str(data / "data.yaml"), "--model", plan.model, "--epochs", str(plan.epochs),
-          "--batch", str(plan.batch), "--imgsz", str(plan.size), "--seed", str(seed), "--out", str(train_dir)])
+          "--batch", str(plan.batch), "--eval-every", str(plan.eval_every), "--imgsz", str(plan.size), "--seed", str(seed), "--out", str(train_dir)])
     ckpt = train_dir / "best.pt"
     step(["eval", str(ckpt), "--data", str(data / "data.yaml"), "--imgsz", str(plan.size),
           "--json", str(out / "eval.json")])

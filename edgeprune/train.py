@@ -111,7 +111,8 @@ def fitness(metrics: dict) -> float:
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    columns = list(dict.fromkeys(k for row in rows for k in row))  # epochs without validation leave blanks
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -53,12 +53,12 @@ class SynthConfig:
     # ships
     ships_mean: float = 2.5  # offshore scenes: 1 + Poisson(ships_mean - 1) ships, clipped to ships_per_scene
     ships_per_scene: tuple[int, int] = (1, 8)
-    length_median_frac: float = 0.055  # log-normal hull length: median and sigma of log(length)
+    length_median_frac: float = 0.065  # log-normal hull length: median and sigma of log(length)
     length_sigma: float = 0.45
     length_range_frac: tuple[float, float] = (0.02, 0.2)
     aspect: tuple[float, float] = (6.0, 8.0)  # length / beam
     bow_frac: tuple[float, float] = (0.15, 0.25)  # tapered share of the length
-    dim_fraction: float = 0.1  # probability that a ship is a small dim boat
+    dim_fraction: float = 0.06  # probability that a ship is a small dim boat
     dim_length_scale: float = 0.6  # dim boats' median length relative to ships'
     bright_snr_db: tuple[float, float] = (15.0, 30.0)  # mean hull power over the local sea mean
     dim_snr_db: tuple[float, float] = (3.0, 10.0)
@@ -66,7 +66,7 @@ class SynthConfig:
     scatterers: tuple[int, int] = (1, 3)
     scatterer_gain_db: tuple[float, float] = (6.0, 15.0)  # scatterer peak over the hull's mean power
     sidelobe_radius_frac: float = 0.15  # how far the sidelobe cross is evaluated
-    min_box_frac: float = 0.0125  # ground-truth boxes are widened to at least this (4 px at 320)
+    min_box_frac: float = 0.016  # ground-truth boxes are widened to at least this (5 px at 320)
     max_box_iou: float = 0.5  # a ship whose box would overlap another's more than this is not placed
     ship_clearance_px: float = 2.0  # minimum gap between free ships
     # inshore
@@ -87,9 +87,11 @@ class SynthConfig:
     piers: tuple[int, int] = (1, 3)
     pier_length_frac: tuple[float, float] = (0.12, 0.3)
     pier_width_frac: tuple[float, float] = (0.008, 0.016)
-    pier_level_db: tuple[float, float] = (10.0, 16.0)
-    berth_fill: float = 0.7  # probability that a berth along a pier is taken
-    raft_prob: float = 0.3  # probability that a second ship is moored alongside the first
+    pier_level_db: tuple[float, float] = (6.0, 11.0)
+    berth_fill: float = 0.5  # probability that a berth along a pier is taken
+    raft_prob: float = 0.2  # probability that a second ship is moored alongside the first
+    moored_snr_db: tuple[float, float] = (18.0, 30.0)  # moored ships over the sea mean (never dim boats)
+    berth_gap_px: float = 1.5  # water between a moored hull and the pier or the ship it is rafted to
 
     @classmethod
     def from_mapping(cls, values: dict) -> SynthConfig:

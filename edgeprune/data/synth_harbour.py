@@ -75,7 +75,7 @@ def moor_ships(
     along = np.array([np.cos(pier.heading), np.sin(pier.heading)])
     across = np.array([-along[1], along[0]])
     root = np.array([pier.cx, pier.cy]) - along * pier.length / 2.0
-    gap = 0.6  # px between a hull and the pier or the ship it is rafted to
+    gap = cfg.berth_gap_px
     new: list[Hull] = []
     for side in (-1.0, 1.0):
         pos = 2.0 + rng.uniform(0.0, 0.04) * size

@@ -183,13 +183,15 @@ def paint_ship(
 
 def sample_ship(rng: np.random.Generator, cfg: SynthConfig, moored: bool = False) -> Hull:
     """A ship's size, shape and brightness, at the origin: a small dim boat with probability dim_fraction
-    (SNR in dim_snr_db), otherwise a bright ship (bright_snr_db); log-normal length, length/beam in `aspect`."""
-    dim = bool(rng.random() < cfg.dim_fraction)
+    (SNR in dim_snr_db), otherwise a bright ship (bright_snr_db); log-normal length, length/beam in `aspect`.
+    Moored ships are never dim boats and take moored_snr_db: steel hulls at a quay return strongly (hull-quay
+    dihedrals) and stand out from the concrete pier beside them."""
+    dim = bool(rng.random() < cfg.dim_fraction) and not moored
     median = cfg.length_median_frac * cfg.size * (cfg.dim_length_scale if dim else 1.0)
     lo, hi = (f * cfg.size for f in cfg.length_range_frac)
     length = float(np.clip(median * np.exp(cfg.length_sigma * rng.standard_normal()), lo, hi))
     beam = length / rng.uniform(*cfg.aspect)
-    snr = rng.uniform(*(cfg.dim_snr_db if dim else cfg.bright_snr_db))
+    snr = rng.uniform(*(cfg.moored_snr_db if moored else cfg.dim_snr_db if dim else cfg.bright_snr_db))
     bow = rng.uniform(*cfg.bow_frac)
     return Hull(0.0, 0.0, length, beam, 0.0, float(snr), dim=dim, moored=moored, bow_frac=float(bow))
 

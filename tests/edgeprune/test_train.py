@@ -16,8 +16,8 @@ def spec(tmp_path_factory):
     return load_dataset(synthesize(root, 8, 4, size=96, seed=3, progress=False))
 
 
-def _cfg(epochs=2):
-    return TrainConfig(epochs=epochs, batch_size=4, img_size=96, warmup_epochs=0.5, seed=1)
+def _cfg(epochs=2, eval_every=1):
+    return TrainConfig(epochs=epochs, batch_size=4, img_size=96, warmup_epochs=0.5, seed=1, eval_every=eval_every)
 
 
 def test_train_writes_checkpoints_and_metrics(tmp_path, spec):
@@ -29,6 +29,12 @@ def test_train_writes_checkpoints_and_metrics(tmp_path, spec):
     assert load_checkpoint(tmp_path / "last.pt")["train"]["epoch"] == 1
     model = load_model(tmp_path / "best.pt")
     assert model.config.num_classes == 1
+
+
+def test_epochs_without_validation_leave_blank_metrics(tmp_path, spec):
+    train(create_model("yolov5n", 1), spec.train, spec.val, _cfg(epochs=3, eval_every=2), tmp_path, progress=False)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [r["map50"] != "" for r in rows] == [False, True, True]  # epoch 2, and the last epoch
 
 
 class Killed(Exception):
