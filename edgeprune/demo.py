@@ -26,7 +26,7 @@ class DemoPlan:
     val: int = 100
     size: int = 320
     model: str = "yolov5n"
-    epochs: int = 40
+    epochs: int = 50
     batch: int = 16
     eval_every: int = 4
 

@@ -1,0 +1,350 @@
+"""Run and time a TensorRT engine from Python on TensorRT 8.2 … 10.x, with pycuda or cuda-python.
+
+TensorRT 8.2 and 8.4 run an engine through the bindings API (`num_bindings`, `set_binding_shape`,
+`execute_async_v2` with a list of device pointers); 8.5 adds the tensor API (`num_io_tensors`, `set_input_shape`,
+`set_tensor_address`, `execute_async_v3`), and 10 removes the bindings API. `execute_api(version)` picks one.
+CUDA comes from pycuda (what a TX2 on JetPack 4.6 has) or cuda-python (Orin, JetPack 5/6), whichever imports.
+
+Timing protocol: inputs are copied to the GPU once; each run is one `execute` between two CUDA events on the
+same stream, synchronized before the next run, so a sample is the GPU time of one inference without transfers
+(trtexec's "GPU Compute Time"). `warmup` untimed runs come first.
+"""
+
+import os
+
+from .stats import LatencyStats
+from .trt_build import capture_logger, import_tensorrt, parse_version, read_sidecar
+
+
+def execute_api(version):
+    """'v2' (bindings API) before TensorRT 8.5, 'v3' (tensor API) from 8.5 on (the only one in 10)."""
+    return "v2" if parse_version(version)[:2] < (8, 5) else "v3"
+
+
+# ---------------------------------------------------------------- CUDA backends
+
+class _PyCuda(object):
+    name = "pycuda"
+
+    def __init__(self):
+        import pycuda.driver as cuda
+
+        cuda.init()
+        self.cuda = cuda
+        self.ctx = cuda.Device(0).retain_primary_context()  # the context TensorRT's runtime API uses
+        self.ctx.push()
+        self.stream = cuda.Stream()
+        self.stream_handle = self.stream.handle
+        self._allocs = {}
+
+    def device_name(self):
+        return self.cuda.Device(0).name()
+
+    def alloc(self, nbytes):
+        a = self.cuda.mem_alloc(max(int(nbytes), 1))
+        self._allocs[int(a)] = a
+        return int(a)
+
+    def free(self, ptr):
+        a = self._allocs.pop(ptr, None)
+        if a is not None:
+            a.free()
+
+    # Synchronous copies: pycuda wants page-locked memory for async ones, and copies are never timed here.
+    # They run on the legacy default stream, which waits for work queued on self.stream (a blocking stream).
+    def htod(self, ptr, array):
+        self.cuda.memcpy_htod(ptr, array)
+
+    def dtoh(self, array, ptr):
+        self.cuda.memcpy_dtoh(array, ptr)
+
+    def sync(self):
+        self.stream.synchronize()
+
+    def event_pair(self):
+        return self.cuda.Event(), self.cuda.Event()
+
+    def record(self, event):
+        event.record(self.stream)
+
+    def elapsed_ms(self, start, end):
+        end.synchronize()
+        return end.time_since(start)
+
+    def close(self):
+        for ptr in list(self._allocs):
+            self.free(ptr)
+        self.ctx.pop()
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime  # cuda-python ≥ 12.6
+    except ImportError:
+        from cuda import cudart as runtime  # older cuda-python (JetPack 5/6 era)
+    return runtime
+
+
+class _CudaPython(object):
+    name = "cuda-python"
+
+    def __init__(self):
+        self.rt = _cudart()
+        self._check(self.rt.cudaSetDevice(0))
+        self.stream = self._check(self.rt.cudaStreamCreate())
+        self.stream_handle = int(self.stream)
+        self._allocs = set()
+
+    def _check(self, result):
+        """cuda-python returns (error, values...): raise on an error, return the value(s)."""
+        err, values = result[0], result[1:]
+        if int(err) != 0:
+            text = self.rt.cudaGetErrorString(err)[1]
+            text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+            raise RuntimeError("CUDA error {}: {}".format(int(err), text))
+        return values[0] if len(values) == 1 else (values or None)
+
+    def device_name(self):
+        prop = self._check(self.rt.cudaGetDeviceProperties(0))
+        name = prop.name
+        return (name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
+
+    def alloc(self, nbytes):
+        ptr = int(self._check(self.rt.cudaMalloc(max(int(nbytes), 1))))
+        self._allocs.add(ptr)
+        return ptr
+
+    def free(self, ptr):
+        if ptr in self._allocs:
+            self._allocs.discard(ptr)
+            self._check(self.rt.cudaFree(ptr))
+
+    def htod(self, ptr, array):
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check(self.rt.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, kind, self.stream))
+
+    def dtoh(self, array, ptr):
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check(self.rt.cudaMemcpyAsync(array.ctypes.data, ptr, array.nbytes, kind, self.stream))
+
+    def sync(self):
+        self._check(self.rt.cudaStreamSynchronize(self.stream))
+
+    def event_pair(self):
+        return self._check(self.rt.cudaEventCreate()), self._check(self.rt.cudaEventCreate())
+
+    def record(self, event):
+        self._check(self.rt.cudaEventRecord(event, self.stream))
+
+    def elapsed_ms(self, start, end):
+        self._check(self.rt.cudaEventSynchronize(end))
+        return float(self._check(self.rt.cudaEventElapsedTime(start, end)))
+
+    def close(self):
+        for ptr in list(self._allocs):
+            self.free(ptr)
+        self._check(self.rt.cudaStreamDestroy(self.stream))
+
+
+def cuda_backend():
+    """A CUDA helper on device 0 from pycuda, else cuda-python; ImportError naming both when neither works."""
+    errors = []
+    for cls in (_PyCuda, _CudaPython):
+        try:
+            return cls()
+        except Exception as e:  # ImportError, or a driver error on a machine without a GPU
+            errors.append("{}: {}: {}".format(cls.name, type(e).__name__, e))
+    raise ImportError("no usable CUDA from Python (install pycuda on JetPack 4.6, cuda-python on JetPack 5/6): "
+                      + "; ".join(errors))
+
+
+def device_name():
+    """GPU name from CUDA, else the Jetson model from the device tree, else 'unknown'."""
+    try:
+        backend = cuda_backend()
+        try:
+            return backend.device_name()
+        finally:
+            backend.close()
+    except Exception:
+        pass
+    try:
+        with open("/proc/device-tree/model") as f:
+            return f.read().strip("\x00\n ")
+    except OSError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------- engine runner
+
+class _Tensor(object):
+    def __init__(self, name, is_input, dtype, shape, index):
+        self.name, self.is_input, self.dtype, self.shape, self.index = name, is_input, dtype, tuple(shape), index
+        self.ptr, self.host = None, None
+
+
+class EngineRunner(object):
+    """A deserialized engine with device buffers; `infer(feed)` returns {output name: numpy array}.
+
+    input_shape fills the dynamic dimensions of the first input (the shape the engine was built for by default,
+    read from its `<engine>.json` sidecar). Use one runner from one thread; call `close()` (or use `with`).
+    """
+
+    def __init__(self, engine_path, input_shape=None):
+        import numpy as np
+
+        self.np = np
+        self.trt = trt = import_tensorrt()
+        self.version = parse_version(trt.__version__)
+        self.api = execute_api(self.version)
+        self.info = read_sidecar(engine_path)
+        self.cuda = cuda_backend()
+        try:
+            self._load(engine_path)
+            self._bind(input_shape)
+        except BaseException:
+            self.cuda.close()
+            raise
+
+    def _load(self, engine_path):
+        logger = capture_logger(self.trt)
+        logger.start()
+        self.runtime = self.trt.Runtime(logger)
+        if self.info.get("dla_core") is not None:
+            self.runtime.DLA_core = int(self.info["dla_core"])
+        with open(str(engine_path), "rb") as f:
+            self.engine = self.runtime.deserialize_cuda_engine(f.read())
+        if self.engine is None:
+            from .trt_build import EngineBuildError
+
+            raise EngineBuildError("TensorRT {} cannot load {} (built by another TensorRT version or for another "
+                                   "device? rebuild it on this board)".format(self.trt.__version__, engine_path),
+                                   logger.errors)
+        self.context = self.engine.create_execution_context()
+
+    def _io(self):
+        trt, e = self.trt, self.engine
+        if self.api == "v2":
+            return [_Tensor(e.get_binding_name(i), e.binding_is_input(i), trt.nptype(e.get_binding_dtype(i)),
+                            e.get_binding_shape(i), i) for i in range(e.num_bindings)]
+        names = [e.get_tensor_name(i) for i in range(e.num_io_tensors)]
+        return [_Tensor(n, e.get_tensor_mode(n) == trt.TensorIOMode.INPUT, trt.nptype(e.get_tensor_dtype(n)),
+                        e.get_tensor_shape(n), i) for i, n in enumerate(names)]
+
+    def _bind(self, input_shape):
+        """Fix dynamic input shapes (input_shape for the first input, else the sidecar's), then allocate."""
+        self.tensors = self._io()
+        built = self.info.get("input_shapes") or {}
+        first = [t for t in self.tensors if t.is_input][:1]
+        for t in self.tensors:
+            if t.is_input and any(d < 0 for d in t.shape):
+                shape = input_shape if (input_shape is not None and t in first) else built.get(t.name)
+                if not shape:
+                    raise ValueError("engine input {!r} is dynamic {}: pass input_shape".format(t.name, t.shape))
+                self._set_input_shape(t, shape)
+        for t in self.tensors:
+            t.shape = self._context_shape(t)
+            t.host = self.np.zeros(t.shape, dtype=t.dtype)
+            t.ptr = self.cuda.alloc(t.host.nbytes)
+            if self.api == "v3":
+                self.context.set_tensor_address(t.name, t.ptr)
+
+    def _set_input_shape(self, t, shape):
+        if self.api == "v2":
+            self.context.set_binding_shape(t.index, tuple(shape))
+        else:
+            self.context.set_input_shape(t.name, tuple(shape))
+        t.shape = tuple(shape)
+
+    def _context_shape(self, t):
+        if self.api == "v2":
+            return tuple(self.context.get_binding_shape(t.index))
+        return tuple(self.context.get_tensor_shape(t.name))
+
+    def _execute(self):
+        if self.api == "v2":
+            ok = self.context.execute_async_v2(bindings=[t.ptr for t in self.tensors],
+                                               stream_handle=self.cuda.stream_handle)
+        else:
+            ok = self.context.execute_async_v3(stream_handle=self.cuda.stream_handle)
+        if not ok:
+            raise RuntimeError("TensorRT execute_async_{} failed".format(self.api))
+
+    @property
+    def inputs(self):
+        return dict((t.name, t.shape) for t in self.tensors if t.is_input)
+
+    def infer(self, feed):
+        """Copy `feed` (name → numpy array) in, run once, return {output name: numpy array}."""
+        for t in self.tensors:
+            if t.is_input:
+                if t.name not in feed:
+                    raise ValueError("missing input {!r} (engine inputs: {})".format(t.name, self.inputs))
+                t.host[...] = self.np.asarray(feed[t.name], dtype=t.dtype).reshape(t.shape)
+                self.cuda.htod(t.ptr, t.host)
+        self._execute()
+        outputs = {}
+        for t in self.tensors:
+            if not t.is_input:
+                self.cuda.dtoh(t.host, t.ptr)
+        self.cuda.sync()
+        for t in self.tensors:
+            if not t.is_input:
+                outputs[t.name] = t.host.copy()
+        return outputs
+
+    def random_feed(self, seed=0):
+        rng = self.np.random.RandomState(seed)
+        return dict((t.name, rng.random_sample(t.shape).astype(t.dtype)) for t in self.tensors if t.is_input)
+
+    def time(self, warmup=10, runs=100, seed=0):
+        """LatencyStats of `runs` GPU-timed executions after `warmup` untimed ones (module docstring)."""
+        self.infer(self.random_feed(seed))  # inputs now on the device
+        for _ in range(warmup):
+            self._execute()
+        self.cuda.sync()
+        start, end = self.cuda.event_pair()
+        samples = []
+        for _ in range(int(runs)):
+            self.cuda.record(start)
+            self._execute()
+            self.cuda.record(end)
+            samples.append(self.cuda.elapsed_ms(start, end))
+        info = {
+            "runner": "tensorrt",
+            "tensorrt": self.trt.__version__,
+            "execute_api": self.api,
+            "cuda": self.cuda.name,
+            "device": self.cuda.device_name(),
+            "precision": self.info.get("precision", "unknown"),
+            "input_shapes": dict((k, list(v)) for k, v in self.inputs.items()),
+            "timing": "CUDA events around each execute, inputs on the device",
+        }
+        return LatencyStats.from_samples(samples, warmup=warmup, info=info)
+
+    def close(self):
+        if self.cuda is not None:
+            for t in getattr(self, "tensors", []):
+                if t.ptr is not None:
+                    self.cuda.free(t.ptr)
+                    t.ptr = None
+            self.context = self.engine = None
+            self.cuda.close()
+            self.cuda = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def time_engine(engine_path, warmup=10, runs=100, input_shape=None):
+    """Load `engine_path`, time it (see the module docstring) and return LatencyStats."""
+    if not os.path.isfile(str(engine_path)):
+        raise ValueError("{} does not exist: build an engine first (deploy.trt_build.build_engine)"
+                         .format(engine_path))
+    with EngineRunner(engine_path, input_shape=input_shape) as runner:
+        stats = runner.time(warmup=warmup, runs=runs)
+    stats.info["engine"] = os.path.basename(str(engine_path))
+    return stats
