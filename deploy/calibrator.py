@@ -24,8 +24,11 @@ def letterbox_geometry(width, height, out_w, out_h):
     return nw, nh, int(round((out_w - nw) / 2.0 - 0.1)), int(round((out_h - nh) / 2.0 - 0.1))
 
 
-def _to_8bit(im, np):
-    """'L' or 'RGB'; 16-bit / float amplitude stretched from its min to its max (as the host does)."""
+def to_8bit(im):
+    """'L' or 'RGB'; 16-bit / float SAR amplitude stretched linearly from its min to its max.
+
+    The host's dataset uses this same function, so calibration images match training images exactly."""
+    import numpy as np
     from PIL import Image
 
     if im.mode in ("L", "RGB"):
@@ -48,7 +51,7 @@ def load_image(path, out_h, out_w, channels=3):
             nw, nh, x0, y0 = letterbox_geometry(w, h, out_w, out_h)
             if im.format == "JPEG":
                 im.draft(None, (nw, nh))
-            im = _to_8bit(im, np)
+            im = to_8bit(im)
             if im.size != (nw, nh):
                 im = im.resize((nw, nh), Image.BILINEAR)
             im = im.convert("L" if channels == 1 else "RGB")

@@ -80,11 +80,17 @@ class OnnxRuntimeRunner(object):
     def infer(self, feed):
         return self.session.run(None, feed)
 
-    def time(self, shape=None, warmup=10, runs=50, seed=0):
-        """Median/p90/p99 over `runs` timed inferences after `warmup` untimed ones."""
+    def time(self, shape=None, warmup=10, runs=50, seed=0, min_warmup_s=0.5):
+        """Median/p90/p99 over `runs` timed inferences after at least `warmup` untimed ones and `min_warmup_s`.
+
+        The time floor matters for small models: the first session of a process needs a few hundred milliseconds
+        (thread pool start, page faults, CPU clocks ramping up) before its timings settle, far more than 10 runs.
+        """
         feed = self.random_feed(shape, seed)
-        for _ in range(warmup):
+        start, done = time.perf_counter(), 0
+        while done < warmup or time.perf_counter() - start < min_warmup_s:
             self.session.run(None, feed)
+            done += 1
         samples = []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -98,7 +104,7 @@ class OnnxRuntimeRunner(object):
             "onnxruntime": self.ort_version,
             "input_shapes": dict((k, list(v)) for k, v in self.input_shapes(shape).items()),
         }
-        return LatencyStats.from_samples(samples, warmup=warmup, info=info)
+        return LatencyStats.from_samples(samples, warmup=done, info=info)
 
 
 def time_onnx(model, shape=None, warmup=10, runs=50, threads=None):

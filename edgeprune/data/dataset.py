@@ -20,6 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from deploy.calibrator import to_8bit
 from edgeprune.data.labels import LabelError, Sample
 
 PAD_VALUE = 114
@@ -50,17 +51,6 @@ def _available_mb() -> int:
     return 4096
 
 
-def _to_8bit(im: Image.Image) -> Image.Image:
-    """'L' or 'RGB'. 16-bit / float SAR amplitude is stretched linearly from its min to its max."""
-    if im.mode in ("L", "RGB"):
-        return im
-    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        a = np.asarray(im, dtype=np.float32)
-        lo, hi = float(a.min()), float(a.max())
-        return Image.fromarray(np.round((a - lo) * (255.0 / max(hi - lo, 1e-12))).astype(np.uint8))
-    return im.convert("L" if im.mode in ("1", "LA", "La") else "RGB")
-
-
 def load_resized(sample: Sample, size: int) -> tuple[np.ndarray, float, float]:
     """Decode ``sample.image`` and resize it (bilinear, aspect kept) so that its long side is ``size``.
 
@@ -77,7 +67,7 @@ def load_resized(sample: Sample, size: int) -> tuple[np.ndarray, float, float]:
                                  "was loaded", "Reload the dataset", kind="size_mismatch")
             if im.format == "JPEG":
                 im.draft(None, (nw, nh))  # decode at a reduced DCT scale when the image is much larger
-            im = _to_8bit(im)
+            im = to_8bit(im)
             if im.size != (nw, nh):
                 im = im.resize((nw, nh), Image.BILINEAR)
             a = np.asarray(im)

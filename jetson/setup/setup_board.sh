@@ -80,7 +80,7 @@ install_pip() {
     importable pycuda || PATH="/usr/local/cuda/bin:$PATH" CPATH="/usr/local/cuda/include" pip_user pycuda || \
       warn "pycuda did not build: the trt backend needs it on JetPack 4.6 (trtexec still works)"
     importable onnxruntime || warn "no onnxruntime for Python 3.6 on PyPI: download an onnxruntime_gpu wheel" \
-      "for JetPack 4.6 / cp36 from the Jetson Zoo (https://elinux.org/Jetson_Zoo#ONNX_Runtime) and" \
+      "for JetPack 4.6 / cp36 from the Jetson Zoo (NVIDIA's wiki of Jetson wheels) and" \
       "pip3 install --user it; until then the agent's onnxruntime backend is off"
     return
   fi

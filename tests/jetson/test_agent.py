@@ -109,7 +109,8 @@ def test_profiles_a_real_model_end_to_end(agent):
     job = profile(agent, input_shape=[1, 3, 32, 32])
     assert job["status"] == "done", job["error"]
     latency = job["result"]["latency"]
-    assert latency["runs"] == 5 and latency["warmup"] == 1 and len(latency["samples_ms"]) == 5
+    # warm-up runs at least the requested count and at least 0.5 s (deploy.onnxruntime_runner)
+    assert latency["runs"] == 5 and latency["warmup"] >= 1 and len(latency["samples_ms"]) == 5
     assert 0 < latency["min_ms"] <= latency["median_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert latency["info"]["runner"] == "onnxruntime" and latency["info"]["threads"] == 1
     assert job["options"]["backend"] == "onnxruntime" and job["options"]["precision"] == "fp32"
