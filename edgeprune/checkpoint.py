@@ -12,6 +12,7 @@ Files are written atomically, so a kill mid-save leaves the previous checkpoint 
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import build_from_spec, model_spec
+from .models import apply_plans, build_from_spec, model_spec
 
 FORMAT = "edgeprune-checkpoint"
 VERSION = 1
@@ -46,7 +47,10 @@ def atomic_save(obj: object, path: str | Path) -> None:
 
 def save_checkpoint(path: str | Path, model: nn.Module, metrics: dict | None = None, train: dict | None = None,
                     state_dict: dict | None = None) -> None:
-    """Save `model` (or `state_dict` for its weights, e.g. the EMA copy) with what rebuilds it."""
+    """Save `model` (or `state_dict` for its weights, e.g. the EMA copy) with what rebuilds it.
+
+    A `.safetensors` path writes the weights as safetensors with the rest as JSON metadata (no training state).
+    """
     ckpt = {
         "format": FORMAT,
         "version": VERSION,
@@ -56,7 +60,37 @@ def save_checkpoint(path: str | Path, model: nn.Module, metrics: dict | None = N
     }
     if train is not None:
         ckpt["train"] = train
-    atomic_save(ckpt, path)
+    if Path(path).suffix == ".safetensors":
+        _save_safetensors(ckpt, Path(path))
+    else:
+        atomic_save(ckpt, path)
+
+
+def _save_safetensors(ckpt: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    header = {k: v for k, v in ckpt.items() if k not in ("state_dict", "train")}
+    tensors = {k: v.detach().contiguous() for k, v in ckpt["state_dict"].items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"edgeprune": json.dumps(header)})
+    os.replace(tmp, path)
+
+
+def _load_safetensors(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state_dict = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: corrupt or not a safetensors file ({e}).") from None
+    if "edgeprune" not in meta:
+        raise CheckpointError(f"{path}: safetensors file without edgeprune metadata: it holds weights but not the "
+                              f"model they belong to. Save models with edgeprune.checkpoint.save_checkpoint.")
+    return {**json.loads(meta["edgeprune"]), "state_dict": state_dict}
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -64,6 +98,8 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        return _validate(_load_safetensors(path), path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -80,6 +116,10 @@ def load_checkpoint(path: str | Path) -> dict:
             f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
             f"Use the previous checkpoint or train again."
         ) from None
+    return _validate(ckpt, path)
+
+
+def _validate(ckpt: object, path: Path) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: a torch file but not an edgeprune checkpoint (no 'format': '{FORMAT}' entry). "
@@ -115,11 +155,20 @@ def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint")
     return model
 
 
-def load_model(path: str | Path) -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights; returned in eval mode."""
+def load_model(path: str | Path, base: nn.Module | None = None) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights; returned in eval mode.
+
+    `base`: for a model of your own (not in the registry), a fresh instance of the unpruned architecture; the
+    checkpoint's pruning plans are applied to it before its weights are loaded.
+    """
     ckpt = load_checkpoint(path)
     try:
-        model = build_from_spec(ckpt["model"])
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: cannot rebuild the model from its config: {e}") from None
+        if base is None:
+            model = build_from_spec(ckpt["model"])
+        else:
+            model = apply_plans(base, ckpt["model"].get("plans", []))
+    except (KeyError, TypeError, ValueError) as e:
+        what = "the given base model" if base is not None else "its config"
+        raise CheckpointError(f"{path}: cannot rebuild the pruned model from {what}: {e}. Is it the same "
+                              f"architecture the checkpoint was pruned from?") from None
     return load_weights(model, ckpt["state_dict"], source=str(path)).eval()

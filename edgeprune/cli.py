@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import prune_commands
+
 
 def _add_data_parsers(sub) -> None:
     data = sub.add_parser("data", help="make or convert datasets").add_subparsers(dest="data_cmd", required=True)
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_data_parsers(sub)
     _add_model_parsers(sub)
+    prune_commands.add_parsers(sub)
     return parser
 
 
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {
         "data": commands.data, "train": commands.train, "eval": commands.evaluate, "export": commands.export,
-        "profile": commands.profile, "demo": commands.demo,
+        "profile": commands.profile, "demo": commands.demo, "groups": prune_commands.groups,
+        "prune": prune_commands.prune,
     }[args.cmd]
     try:
         handler(args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 from .yolov5 import YOLOv5, YOLOv5Config
@@ -37,17 +38,45 @@ def create_model(name: str, num_classes: int = 80, **kwargs) -> nn.Module:
 
 
 def model_spec(model: nn.Module) -> dict:
-    """`{"family": ..., "config": {...}}`: enough to rebuild `model`'s architecture without pickle."""
-    if isinstance(model, YOLOv5):
-        return {"family": "yolov5", "config": model.config.to_dict()}
-    raise TypeError(f"{type(model).__name__} is not a registered detector family ({', '.join(_FAMILIES)})")
+    """`{"family": ..., "config": {...}, "plans": [...]}`: enough to rebuild `model`'s architecture without pickle.
+
+    `plans` lists the pruning plans applied to the base model, in order (edgeprune.prune.prune_model records them).
+    """
+    if not isinstance(model, YOLOv5):
+        raise TypeError(f"{type(model).__name__} is not a registered detector family ({', '.join(_FAMILIES)})")
+    spec = {"family": "yolov5", "config": model.config.to_dict()}
+    if getattr(model, "pruning_plans", None):
+        spec["plans"] = model.pruning_plans
+    return spec
+
+
+def example_input(model: nn.Module, size: int = 64) -> torch.Tensor:
+    """A small input that traces every layer (the shape pruning needs, not one the model is used at)."""
+    return torch.zeros(1, getattr(getattr(model, "config", None), "in_channels", 3), size, size)
+
+
+def apply_plans(model: nn.Module, plans: list[dict]) -> nn.Module:
+    """Re-apply recorded pruning plans to a freshly built base model."""
+    if plans:
+        from ..graph import group_widths  # torch-pruning is imported only when a model was pruned
+        from ..prune import Plan, prune_model
+
+        for i, record in enumerate(plans):
+            widths = group_widths(model, example_input(model))
+            wrong = [f"{n}: {widths.get(n, 'absent')} here, {w} in the plan" for n, w in record["widths"].items()
+                     if widths.get(n) != w]
+            if wrong:
+                raise ValueError(f"pruning plan {i + 1} does not fit this model ({len(wrong)} groups differ, "
+                                 f"first {wrong[0]})")
+            prune_model(model, Plan(record["keep"], record["widths"]), example_input(model))
+    return model
 
 
 def build_from_spec(spec: dict) -> nn.Module:
     family = spec.get("family")
     if family not in _FAMILIES:
         raise KeyError(f"unknown model family {family!r}; known: {', '.join(_FAMILIES)}")
-    return _FAMILIES[family](spec["config"])
+    return apply_plans(_FAMILIES[family](spec["config"]), spec.get("plans", []))
 
 
 _YOLOV5_SIZES = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75), "l": (1.0, 1.0), "x": (1.33, 1.25)}

@@ -1,0 +1,117 @@
+"""The `groups` and `prune` verbs: show the coupled-channel groups of a checkpoint, prune it by a plan."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .commands import format_table
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("groups", help="list the coupled-channel groups of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--importance", default="l1", help="l1, l2, bn, fused (taylor needs `prune --data`)")
+    p.add_argument("--ignore", nargs="*", default=[], help="layer names or prefixes to leave alone")
+
+    p = sub.add_parser("prune", help="prune a checkpoint by a global ratio or a plan file")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--out", required=True, help="pruned checkpoint (.pt or .safetensors); plan beside it")
+    p.add_argument("--ratio", type=float, help="share of all group channels to remove, e.g. 0.5")
+    p.add_argument("--plan", help="apply this plan JSON instead of making one")
+    p.add_argument("--importance", default="l1", help="l1, l2, bn, fused or taylor")
+    p.add_argument("--alpha", type=float, default=0.5, help="global vs local weight of the fused importance")
+    p.add_argument("--round-to", type=int, default=8, help="kept widths are multiples of this (1: no rounding)")
+    p.add_argument("--min-width", type=int, default=8, help="no group keeps fewer channels")
+    p.add_argument("--ignore", nargs="*", default=[], help="layer names or prefixes to leave alone")
+    p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz", help="input size for the FLOP count")
+    p.add_argument("--data", help="dataset for taylor importance (gradients on a few training batches)")
+    p.add_argument("--batches", type=int, default=4, help="training batches for taylor importance")
+
+
+def _scores(model: nn.Module, groups: list, args: argparse.Namespace) -> dict:
+    from .importance import score_groups
+
+    if args.importance == "taylor":
+        if not getattr(args, "data", None):
+            raise ValueError("taylor importance needs gradients: pass --data DATA (a few training batches are used)")
+        _accumulate_gradients(model, args.data, args.imgsz, args.batches)
+    return score_groups(groups, args.importance, alpha=getattr(args, "alpha", 0.5))
+
+
+def _accumulate_gradients(model: nn.Module, data: str, img_size: int, batches: int) -> None:
+    from .data.dataset import build_loader
+    from .data.formats import load_dataset
+    from .models.loss import YOLOv5Loss
+
+    spec = load_dataset(data)
+    loader = build_loader(spec.train, img_size, 8, augment=False, shuffle=True)
+    criterion = YOLOv5Loss(model.head, img_size=img_size)
+    model.train()
+    model.zero_grad()
+    for i, (images, targets, _) in enumerate(loader):
+        if i == batches:
+            break
+        criterion(model(images), targets)[0].backward()
+    model.eval()
+
+
+def groups(args: argparse.Namespace) -> None:
+    from .checkpoint import load_model
+    from .graph import find_groups
+    from .models import example_input
+
+    model = load_model(args.checkpoint)
+    found = find_groups(model, example_input(model), ignored_layers=args.ignore)
+    scores = _scores(model, found, args)
+    rows = []
+    for g in found:
+        s = scores[g.name]
+        layers = sorted({m.name for m in g.members})
+        rows.append({"group": g.name, "width": g.width, "layers": len(layers),
+                     "members": ", ".join(layers[:3]) + (", ..." if len(layers) > 3 else ""),
+                     f"{args.importance} min": float(s.min()), "median": float(s.median()), "max": float(s.max())})
+    print(format_table(rows))
+    print(f"{len(found)} groups, {sum(g.width for g in found)} channels; output layers left alone: "
+          f"{', '.join(getattr(model, 'output_layers', [])) or 'none declared'}")
+
+
+def _summary(model: nn.Module, img_size: int) -> tuple[int, float]:
+    from .complexity import count_flops, count_params
+
+    return count_params(model), count_flops(model, img_size) / 1e9
+
+
+def prune(args: argparse.Namespace) -> None:
+    from .checkpoint import load_checkpoint, load_model, save_checkpoint
+    from .graph import find_groups
+    from .importance import rankable
+    from .models import example_input
+    from .prune import Plan, plan_global, prune_model
+
+    if (args.ratio is None) == (args.plan is None):
+        raise ValueError("give either --ratio R (make a plan) or --plan FILE (apply one)")
+    model = load_model(args.checkpoint)
+    params0, flops0 = _summary(model, args.imgsz)
+    found = find_groups(model, example_input(model), ignored_layers=args.ignore)
+    if args.plan:
+        plan = Plan.load(args.plan)
+    else:
+        scores = rankable(_scores(model, found, args), args.importance)
+        plan = plan_global(found, scores, args.ratio, round_to=args.round_to, min_width=args.min_width)
+        plan.info.update(importance=args.importance, source=str(args.checkpoint))
+    with torch.no_grad():
+        prune_model(model, plan, example_input(model))
+    params1, flops1 = _summary(model, args.imgsz)
+    metrics = dict(load_checkpoint(args.checkpoint).get("metrics", {}), pruned_from=str(args.checkpoint))
+    save_checkpoint(args.out, model, metrics=metrics)
+    plan_path = plan.save(Path(args.out).with_suffix(".plan.json"))
+    rows = [{"model": "before", "params": params0, "GFLOPs": flops0, "channels": plan.total},
+            {"model": "after", "params": params1, "GFLOPs": flops1, "channels": plan.kept}]
+    print(format_table(rows))
+    print(f"channel ratio {plan.ratio:.3f} (asked {plan.info.get('requested_ratio', '-')}), params -"
+          f"{1 - params1 / params0:.1%}, FLOPs -{1 - flops1 / flops0:.1%} at {args.imgsz}x{args.imgsz}; "
+          f"wrote {args.out} and {plan_path}")
