@@ -12,6 +12,7 @@ are safe to prune are decided in `graph_audit.py`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -58,6 +59,18 @@ class Group:
         return self.members[0]
 
 
+@contextmanager
+def _one_thread():
+    """Traces run on tiny inputs where threads only add overhead, and torch's two-thread kernels slow down many
+    times over when another process holds a core (seen on 2-core CI machines): trace single-threaded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def find_groups(model: nn.Module, example_inputs: torch.Tensor,
                 ignored_layers: list[str] | None = None) -> list[Group]:
     """Every prunable group of coupled channels, ordered by the model's module order.
@@ -65,7 +78,8 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
     Groups touching the output channels of `model.output_layers` (when the model has them) or of `ignored_layers`
     (qualified names or prefixes) are left out, as are groups that cannot be pruned safely (see `analyze`).
     """
-    return analyze(model, example_inputs, ignored_layers).groups
+    with _one_thread():
+        return analyze(model, example_inputs, ignored_layers).groups
 
 
 def group_widths(model: nn.Module, example_inputs: torch.Tensor,
@@ -106,6 +120,11 @@ def apply_plan(model: nn.Module, keep: dict[str, list[int]], example_inputs: tor
     touching the model. If the pruned model no longer runs or changes its output shapes, every layer is restored
     and RuntimeError is raised. Returns the model.
     """
+    with _one_thread():
+        return _apply_plan(model, keep, example_inputs)
+
+
+def _apply_plan(model: nn.Module, keep: dict[str, list[int]], example_inputs: torch.Tensor) -> nn.Module:
     an = analyze(model, example_inputs)
     by_name = {g.name: g for g in an.groups}
     plan: list[tuple[Group, set[int]]] = []
