@@ -103,8 +103,11 @@ def prune(args: argparse.Namespace) -> None:
         scores = rankable(_scores(model, found, args), args.importance)
         plan = plan_global(found, scores, args.ratio, round_to=args.round_to, min_width=args.min_width)
         plan.info.update(importance=args.importance, source=str(args.checkpoint))
-    with torch.no_grad():
-        prune_model(model, plan, example_input(model))
+    try:
+        with torch.no_grad():
+            prune_model(model, plan, example_input(model))
+    except KeyError as e:  # a plan made for another model names groups this one does not have
+        raise ValueError(f"{args.plan or 'plan'} does not fit {args.checkpoint}: {e.args[0]}") from None
     params1, flops1 = _summary(model, args.imgsz)
     metrics = dict(load_checkpoint(args.checkpoint).get("metrics", {}), pruned_from=str(args.checkpoint))
     save_checkpoint(args.out, model, metrics=metrics)

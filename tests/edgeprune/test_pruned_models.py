@@ -76,3 +76,13 @@ def test_cli_prune_needs_ratio_or_plan(tmp_path, capsys):
     save_checkpoint(ckpt, create_model("yolov5n", num_classes=1))
     assert main(["prune", str(ckpt), "-o", str(tmp_path / "p.pt")]) == 2
     assert "either --ratio" in capsys.readouterr().err
+
+
+def test_cli_plan_of_another_model_is_one_clear_line(tmp_path, capsys):
+    ckpt = tmp_path / "base.pt"
+    save_checkpoint(ckpt, create_model("yolov5n", num_classes=1))
+    (tmp_path / "other.json").write_text('{"format": "edgeprune-plan", "widths": {"no.such.conv": 16}, '
+                                         '"keep": {"no.such.conv": [0, 1, 2, 3, 4, 5, 6, 7]}}')
+    assert main(["prune", str(ckpt), "--plan", str(tmp_path / "other.json"), "-o", str(tmp_path / "p.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "other.json does not fit" in err and "no.such.conv" in err and "Traceback" not in err
