@@ -6,9 +6,7 @@ Verbs write their results as files (checkpoints, ONNX, JSON) so that the demo an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from . import prune_commands
 
@@ -88,16 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_parsers(sub)
     prune_commands.add_parsers(sub)
     return parser
-
-
-def write_json(path: str | Path, obj: object) -> None:
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

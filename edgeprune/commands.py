@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .data.labels import LabelError
+from .files import write_json
 
 # Errors caused by the user's input: the CLI prints them as one line instead of a traceback.
 USER_ERRORS = (CheckpointError, LabelError, FileNotFoundError, ValueError)
@@ -59,7 +60,6 @@ def train(args: argparse.Namespace) -> None:
 
 def evaluate(args: argparse.Namespace) -> dict:
     from .checkpoint import load_model
-    from .cli import write_json
     from .data.dataset import build_loader
     from .data.formats import load_dataset
     from .evaluate import evaluate as run_eval
@@ -89,8 +89,6 @@ def export(args: argparse.Namespace) -> None:
 def profile(args: argparse.Namespace) -> dict:
     from deploy.onnx_info import inspect
     from deploy.onnxruntime_runner import OnnxRuntimeRunner
-
-    from .cli import write_json
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = args.model

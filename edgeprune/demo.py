@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import main, write_json
+from .cli import main
 from .commands import format_table
+from .files import atomic_write_text, write_json
 from .plots import plot_training
 
 
@@ -67,7 +68,8 @@ def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, se
     table = format_table([row])
     result = {"rows": [row], "plan": plan.__dict__, "seconds": time.perf_counter() - t0}
     write_json(out / "results.json", result)
-    (out / "results.md").write_text(
+    atomic_write_text(
+        out / "results.md",
         f"# edgeprune demo\n\n```\n{table}\n```\n\nlatency: onnxruntime CPU median of {prof['runs']} runs "
         f"after warm-up, {prof['threads']} threads; GFLOPs = 2 x MACs at {plan.size}x{plan.size}.\n\n"
         f"![training](training.png)\n"

@@ -14,13 +14,13 @@ rounding steps allow.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .files import atomic_write_text
 from .graph import Group, apply_plan, keep_top
 
 
@@ -48,12 +48,7 @@ class Plan:
                 "keep": self.keep, "ratio": self.ratio}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "plan") -> Plan:

@@ -11,7 +11,6 @@ import copy
 import csv
 import io
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .data.dataset import build_loader
 from .evaluate import evaluate
+from .files import atomic_write_text
 from .models.loss import YOLOv5Loss
 
 
@@ -115,9 +115,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_text(path, buf.getvalue())
 
 
 class Trainer:
