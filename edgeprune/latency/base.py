@@ -1,0 +1,70 @@
+"""The latency-backend interface: something that turns ONNX bytes and an input shape into `LatencyStats`.
+
+Every backend states *what* measures in `fingerprint()` (device, software versions, precision, threads, ...): two
+figures are comparable, and a cached figure may be reused, only when the fingerprints are equal. docs/latency.md
+describes each backend's timing protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+
+from deploy.stats import LatencyStats
+
+Shape = tuple[int, ...]
+
+
+class MeasurementError(RuntimeError):
+    """A measurement that failed (board gone after retries, engine build error, no GPU, ...).
+
+    The message says which measurement (`what`) and why; `reason` keeps the cause alone.
+    """
+
+    def __init__(self, message: str, what: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.what = what
+        self.reason = reason or message
+
+
+def fingerprint_json(fingerprint: dict) -> str:
+    """Canonical JSON of a fingerprint (sorted keys, no spaces): the form stored in cache keys."""
+    return json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def normalize_shape(input_shape) -> Shape:
+    """(1, 3, 64, 64) from a tuple, list, or "1,3,64,64"; ValueError for anything else."""
+    if isinstance(input_shape, str):
+        input_shape = [p for p in input_shape.replace("x", ",").split(",") if p.strip()]
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_shape must be a sequence of positive ints such as (1, 3, 640, 640), "
+                         f"not {input_shape!r}") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise ValueError(f"input_shape must be positive ints such as (1, 3, 640, 640), not {input_shape!r}")
+    return shape
+
+
+class LatencyBackend(ABC):
+    """Abstract backend. Subclasses set `name` and implement `fingerprint` and `measure`."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def fingerprint(self) -> dict:
+        """JSON-able facts that decide the figure (stable across runs on the same setup)."""
+
+    @abstractmethod
+    def measure(self, onnx: bytes, input_shape: Shape) -> LatencyStats:
+        """Time one ONNX model at `input_shape`; raises MeasurementError when it cannot."""
+
+    def measure_many(self, items: list[tuple[bytes, Shape]]) -> list[LatencyStats]:
+        """Measure several models; the default measures them one after another."""
+        return [self.measure(onnx, shape) for onnx, shape in items]
+
+    def close(self) -> None:
+        """Release what the backend holds (sessions, connections); a no-op by default."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"

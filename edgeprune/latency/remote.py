@@ -1,0 +1,293 @@
+"""A client of the jetson agent (docs/jetson.md): `remote://host:port[,host2:port2,...]`, urllib only.
+
+measure_many submits every model first, spreading them over the boards (the board with the fewest jobs in flight
+gets the next one, ties in round-robin order), then polls `GET /v1/jobs/<id>` with a growing interval until each
+job is done or failed. A board that cannot be reached (refused, reset, timed out, 5xx) is retried with exponential
+backoff (`backoff_s`, 2×, 4×, ... for `retries` tries in all); after that it is skipped for the rest of the call and
+its unfinished jobs are resubmitted to the other boards. With no board left, or past `total_timeout_s`, every
+unfinished measurement fails with a MeasurementError that names the boards and why: the caller never hangs.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from deploy.stats import LatencyStats
+
+from .base import LatencyBackend, MeasurementError, Shape, normalize_shape
+
+# Board facts that make two figures comparable (jetson.board.fingerprint without the hostname: identical boards
+# in a farm share cached figures).
+DEVICE_FACTS = ("model", "l4t", "jetpack", "tensorrt", "cuda")
+STOPPED = "agent stopped before this job finished"
+
+
+class BoardDown(Exception):
+    """The board did not answer (connection refused/reset, timeout, 5xx)."""
+
+
+class Rejected(Exception):
+    """The board answered 4xx: the request (model, options, token) is wrong, retrying will not help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_hosts(spec: str) -> list[str]:
+    """["host:port", ...] from "remote://host:port,host2:port2" (or without the scheme)."""
+    body = spec.removeprefix("remote://")
+    hosts = [h.strip().rstrip("/") for h in body.split(",") if h.strip()]
+    if not hosts:
+        raise ValueError(f"no board in {spec!r}: use remote://host:port[,host2:port2]")
+    for h in hosts:
+        host, _, port = h.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"board {h!r} in {spec!r} is not host:port (e.g. remote://tx2.local:8765)")
+    return hosts
+
+
+@dataclass
+class Board:
+    address: str
+    failures: int = 0        # consecutive failed requests
+    retry_at: float = 0.0    # monotonic time before which the board is left alone (backoff)
+    dead: str | None = None  # why it is skipped for the rest of the call
+    in_flight: int = 0
+    jobs_submitted: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class RemoteBackend(LatencyBackend):
+    name = "remote"
+
+    def __init__(self, hosts: str | list[str], token: str | None = None, backend: str = "trt",
+                 precision: str | None = None, warmup: int = 10, iterations: int = 100, threads: int | None = None,
+                 workspace_mb: int | None = None, dla_core: int | None = None, tegrastats: bool = False,
+                 request_timeout_s: float = 30.0, total_timeout_s: float = 3600.0, retries: int = 3,
+                 backoff_s: float = 0.5, poll_s: float = 0.05, max_poll_s: float = 2.0, max_resubmits: int = 2) -> None:
+        self.hosts = parse_hosts(hosts) if isinstance(hosts, str) else [h for h in hosts]
+        self.token = token
+        self.options = {"backend": backend, "precision": precision or ("fp32" if backend == "onnxruntime" else "fp16"),
+                        "warmup": int(warmup), "iterations": int(iterations), "tegrastats": bool(tegrastats)}
+        if threads is not None:
+            self.options["threads"] = int(threads)
+        if workspace_mb is not None:
+            self.options["workspace_mb"] = int(workspace_mb)
+        if dla_core is not None:
+            self.options["dla_core"] = int(dla_core)
+        self.request_timeout_s, self.total_timeout_s = float(request_timeout_s), float(total_timeout_s)
+        self.retries, self.backoff_s = max(1, int(retries)), float(backoff_s)
+        self.poll_s, self.max_poll_s, self.max_resubmits = float(poll_s), float(max_poll_s), int(max_resubmits)
+        self._fingerprint: dict | None = None
+        self.last_boards: list[Board] = []  # the boards' state after the last call (jobs per board, errors)
+
+    # --- HTTP -------------------------------------------------------------------------------------------------
+    def _call(self, address: str, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if self.token:
+            headers["X-Edgeprune-Token"] = self.token
+        req = urllib.request.Request(f"http://{address}{path}", data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=self.request_timeout_s) as r:
+                return json.loads(r.read().decode("utf-8"))
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read().decode("utf-8")).get("error") or str(e)
+            except Exception:  # noqa: BLE001 - a non-JSON error page: keep the HTTP reason
+                message = str(e)
+            if e.code >= 500:
+                raise BoardDown(f"HTTP {e.code}: {message}") from None
+            raise Rejected(e.code, message) from None
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise BoardDown(f"{type(reason).__name__}: {reason}") from None
+
+    def _fail(self, board: Board, error: str) -> None:
+        board.failures += 1
+        board.errors.append(error)
+        if board.failures >= self.retries:
+            board.dead = f"{error} (after {board.failures} tries)"
+        else:
+            board.retry_at = time.monotonic() + self.backoff_s * 2 ** (board.failures - 1)
+
+    # --- fingerprint ------------------------------------------------------------------------------------------
+    def device_facts(self, address: str) -> dict:
+        info = self._call(address, "GET", "/v1/device")
+        b = info.get("board") or {}
+        mode = b.get("power_mode") or {}
+        facts = {k: b.get(k) for k in DEVICE_FACTS}
+        facts.update(power_mode=mode.get("name") if isinstance(mode, dict) else mode,
+                     clocks_pinned=(b.get("clocks") or {}).get("pinned") if isinstance(b.get("clocks"), dict) else None)
+        backend = (info.get("backends") or {}).get(self.options["backend"]) or {}
+        if backend.get("version"):
+            facts["backend_version"] = backend["version"]
+        return facts
+
+    def fingerprint(self) -> dict:
+        """The boards' facts (/v1/device: model, L4T, JetPack, TensorRT, CUDA, power mode, clocks pinned) and the
+        options. Boards that differ are all listed; a board that does not answer is left out."""
+        if self._fingerprint is None:
+            facts, errors = [], []
+            for address in self.hosts:
+                try:
+                    f = self.device_facts(address)
+                except (BoardDown, Rejected) as e:
+                    errors.append(f"{address}: {e}")
+                    continue
+                if f not in facts:
+                    facts.append(f)
+            if not facts:
+                raise MeasurementError("no board answered GET /v1/device: " + "; ".join(errors), "remote",
+                                       "no board")
+            facts.sort(key=lambda f: json.dumps(f, sort_keys=True, default=str))
+            opts = {k: v for k, v in self.options.items() if k not in ("warmup", "iterations", "tegrastats")}
+            self._fingerprint = {"backend": "remote", "boards": facts, "options": opts}
+        return self._fingerprint
+
+    # --- measuring --------------------------------------------------------------------------------------------
+    def measure(self, onnx: bytes, input_shape: Shape) -> LatencyStats:
+        return self.measure_many([(onnx, input_shape)])[0]
+
+    def measure_many(self, items: list[tuple[bytes, Shape]], return_exceptions: bool = False) -> list:
+        """Results in the order of `items`. A measurement that failed raises MeasurementError (the first one;
+        `.results` holds every result or error) unless `return_exceptions`, which puts the errors in the list."""
+        results = self._run([(bytes(o), normalize_shape(s)) for o, s in items])
+        if not return_exceptions:
+            failed = [r for r in results if isinstance(r, MeasurementError)]
+            if failed:
+                err = failed[0]
+                if len(failed) > 1:
+                    err = MeasurementError(f"{len(failed)} of {len(items)} measurements failed; first: {err}",
+                                           err.what, err.reason)
+                err.results = results
+                raise err
+        return results
+
+    def _pick(self, boards: list[Board], now: float, turn: int) -> Board | None:
+        ready = [b for b in boards if not b.dead and b.retry_at <= now]
+        if not ready:
+            return None
+        n = len(boards)
+        return min(ready, key=lambda b: (b.in_flight, (boards.index(b) - turn) % n))
+
+    def _run(self, items: list[tuple[bytes, Shape]]) -> list:
+        boards = [Board(a) for a in self.hosts]
+        self.last_boards = boards
+        results: list = [None] * len(items)
+        pending = list(range(len(items)))         # to submit
+        jobs: dict[int, tuple[Board, str]] = {}   # submitted: index -> (board, job id)
+        resubmits = [0] * len(items)
+        bodies = {}
+        deadline = time.monotonic() + self.total_timeout_s
+        poll, turn = self.poll_s, 0
+
+        def what(i):
+            return f"model #{i} ({len(items[i][0])} bytes, input {list(items[i][1])})"
+
+        def give_up(i, message, reason):
+            results[i] = MeasurementError(f"remote measurement of {what(i)} failed: {message}", what(i), reason)
+
+        def requeue(i, why):
+            board = jobs.pop(i)[0]
+            board.in_flight -= 1
+            resubmits[i] += 1
+            if resubmits[i] > self.max_resubmits:
+                give_up(i, f"resubmitted {self.max_resubmits} times; last: {why}", why)
+            else:
+                pending.append(i)
+
+        while pending or jobs:
+            now = time.monotonic()
+            if not any(b.dead is None for b in boards):
+                gone = "; ".join(f"{b.address}: {b.dead}" for b in boards)
+                for i in pending + list(jobs):
+                    give_up(i, f"no board left ({gone})", "no board")
+                break
+            if now > deadline:
+                for i in pending + list(jobs):
+                    give_up(i, f"not finished within total_timeout_s={self.total_timeout_s:g} s", "timeout")
+                break
+            # submit everything that waits, to the least busy reachable board
+            for i in list(pending):
+                board = self._pick(boards, now, turn)
+                if board is None:
+                    break
+                turn += 1
+                if i not in bodies:
+                    bodies[i] = {"onnx": base64.b64encode(items[i][0]).decode("ascii"), "name": f"candidate-{i}.onnx",
+                                 "options": dict(self.options, input_shape=list(items[i][1]))}
+                try:
+                    reply = self._call(board.address, "POST", "/v1/profile", bodies[i])
+                except BoardDown as e:
+                    self._fail(board, str(e))
+                    continue
+                except Rejected as e:
+                    if e.status in (401, 403):  # wrong token on this board: the others may still take it
+                        board.dead = f"token refused (HTTP {e.status}: {e})"
+                        continue
+                    pending.remove(i)
+                    give_up(i, f"{board.address} refused it (HTTP {e.status}): {e}", str(e))
+                    continue
+                board.failures = 0
+                board.in_flight += 1
+                board.jobs_submitted += 1
+                pending.remove(i)
+                jobs[i] = (board, reply["job"])
+            # poll the jobs in flight
+            progressed = False
+            for i, (board, job_id) in list(jobs.items()):
+                if board.dead:
+                    requeue(i, f"{board.address} went away: {board.dead}")
+                    progressed = True
+                    continue
+                if board.retry_at > time.monotonic():
+                    continue
+                try:
+                    rec = self._call(board.address, "GET", f"/v1/jobs/{job_id}")
+                except BoardDown as e:
+                    self._fail(board, str(e))
+                    continue
+                except Rejected as e:  # 404: the agent lost the job (state dir wiped): submit again
+                    requeue(i, f"{board.address} answered {e.status} for job {job_id}: {e}")
+                    progressed = True
+                    continue
+                board.failures = 0
+                if rec.get("status") == "done":
+                    board.in_flight -= 1
+                    del jobs[i]
+                    results[i] = self._stats(rec, board)
+                    bodies.pop(i, None)
+                    progressed = True
+                elif rec.get("status") == "failed":
+                    err = rec.get("error") or {}
+                    msg = err.get("message") or str(err)
+                    if STOPPED in msg:
+                        requeue(i, f"{board.address}: {msg}")
+                    else:
+                        board.in_flight -= 1
+                        del jobs[i]
+                        log = "\n".join((err.get("log") or [])[-10:]) if isinstance(err.get("log"), list) else ""
+                        give_up(i, f"{board.address} job {job_id}: {msg}" + (f"\n{log}" if log else ""), msg)
+                    progressed = True
+            if pending or jobs:
+                poll = self.poll_s if progressed else min(poll * 1.5, self.max_poll_s)
+                wake = min([poll] + [max(0.0, b.retry_at - time.monotonic()) for b in boards
+                                     if not b.dead and b.retry_at > time.monotonic()])
+                time.sleep(max(0.005, min(wake, max(0.0, deadline - time.monotonic()) + 0.005)))
+        return results
+
+    def _stats(self, rec: dict, board: Board) -> LatencyStats:
+        result = rec.get("result") or {}
+        stats = LatencyStats.from_dict(result["latency"])
+        stats.info.update(backend="remote", board=board.address, job=rec.get("id"), device=rec.get("device"),
+                          options=rec.get("options"), engine=result.get("engine"),
+                          tegrastats=result.get("tegrastats"))
+        return stats
