@@ -140,7 +140,7 @@ def _read_cache(path):
 
 def _entropy_calibrator(trt, data, cache_path):
     """The hand-written IInt8EntropyCalibrator2 (TensorRT 8.2 and any version without Polygraphy)."""
-    from .trt_build import write_atomic
+    from .files import write_atomic
     from .trt_run import cuda_backend
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):

@@ -200,7 +200,7 @@ def _set_plugin_domain(model, domain):
 
 def save(model, path):
     """Write a ModelProto atomically (the conventions' rule for finished work)."""
-    from .trt_build import write_atomic
+    from .files import write_atomic
 
     write_atomic(path, model.SerializeToString())
     return path

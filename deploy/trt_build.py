@@ -16,14 +16,14 @@ cannot run on a TX2 (TensorRT 8.2), and the error lines of a failed build must c
 The engine is written atomically with a JSON sidecar `<engine>.json` describing how it was built.
 """
 
-import hashlib
 import json
 import os
 import re
 import socket
-import tempfile
 import threading
 import time
+
+from .files import file_sha256, write_atomic, write_json_atomic  # noqa: F401 (re-exported)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 _BUILD_LOCK = threading.Lock()
@@ -129,37 +129,6 @@ def capture_logger(trt):
     _LOGGER = CaptureLogger()
     trt.init_libnvinfer_plugins(_LOGGER, "")  # registers EfficientNMS_TRT & co. for the ONNX parser and runtime
     return _LOGGER
-
-
-# ---------------------------------------------------------------- files
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(str(path), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_atomic(path, data):
-    """Write bytes (or a buffer such as trt.IHostMemory) to `path` through a temporary file and os.replace."""
-    path = str(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        os.makedirs(folder)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(path, obj):
-    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def sidecar_path(engine_path):

@@ -18,7 +18,8 @@ import shutil
 import subprocess
 import tempfile
 
-from .trt_build import EngineBuildError, parse_version, tensorrt_version, version_string, write_atomic
+from .files import write_atomic
+from .trt_build import EngineBuildError, parse_version, tensorrt_version, version_string
 from .trtexec_parse import (TrtexecFailed, parse_export_profile, parse_log, summary_stats, times_stats,
                             version_from_tag)
 

@@ -268,7 +268,7 @@ def _prepare_trtexec(source, opts, env, sha256):
         shapes = _engine_shapes(source, opts["input_shape"], onnx_source=False)
         return lambda: trtexec.benchmark(source, opts["precision"], input_shape=shapes, **kwargs), {
             "cached": None, "build_s": None, "source": "given"}
-    from deploy.trt_build import file_sha256
+    from deploy.files import file_sha256
     key = engine_key(sha256 or file_sha256(source), opts, _trt3(version))
     cached = env.engines.lookup(key)
     if cached:

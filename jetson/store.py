@@ -21,15 +21,10 @@ import threading
 import time
 import uuid
 
-from deploy.trt_build import write_atomic
+from deploy.files import write_atomic, write_json_atomic
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 FINISHED = ("done", "failed")
-
-
-def write_json_atomic(path, obj):
-    """deploy's atomic write, as JSON; an unexpected type (a numpy scalar) is written as text, not a failed write."""
-    write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode("utf-8"))
 
 
 def _remove(path):
