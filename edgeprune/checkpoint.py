@@ -13,14 +13,13 @@ Files are written atomically, so a kill mid-save leaves the previous checkpoint 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .files import atomic_path
 from .models import apply_plans, build_from_spec, model_spec
 
 FORMAT = "edgeprune-checkpoint"
@@ -33,16 +32,8 @@ class CheckpointError(ValueError):
 
 def atomic_save(obj: object, path: str | Path) -> None:
     """`torch.save` to a temporary file in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, metrics: dict | None = None, train: dict | None = None,
@@ -71,10 +62,8 @@ def _save_safetensors(ckpt: dict, path: Path) -> None:
 
     header = {k: v for k, v in ckpt.items() if k not in ("state_dict", "train")}
     tensors = {k: v.detach().contiguous() for k, v in ckpt["state_dict"].items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"edgeprune": json.dumps(header)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"edgeprune": json.dumps(header)})
 
 
 def _load_safetensors(path: Path) -> dict:

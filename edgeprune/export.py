@@ -13,8 +13,6 @@ down-conversion below opset 18 is unreliable.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from .files import atomic_path
 
 # onnxruntime vs torch on the same input: boxes are in pixels, scores in [0, 1].
 RTOL, ATOL = 1e-3, 1e-4
@@ -63,21 +63,14 @@ def export_onnx(model: nn.Module, path: str | Path, img_size: int = 640, opset: 
     outputs = ["boxes", "scores"] if layout == "nms" else ["output0"]
     x = torch.rand(batch, model.config.in_channels, img_size, img_size, generator=torch.Generator().manual_seed(0))
     dynamic_axes = {name: {0: "batch"} for name in ["images", *outputs]} if dynamic_batch else None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".onnx") as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python values
-            torch.onnx.export(net, (x,), tmp, opset_version=opset, input_names=["images"], output_names=outputs,
-                              dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
+            torch.onnx.export(net, (x,), str(tmp), opset_version=opset, input_names=["images"],
+                              output_names=outputs, dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
         onnx.checker.check_model(onnx.load(tmp), full_check=True)
-        diff = _compare_with_torch(net, tmp, x) if verify else float("nan")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return ExportResult(path, opset, img_size, outputs, diff)
+        diff = _compare_with_torch(net, str(tmp), x) if verify else float("nan")
+    return ExportResult(Path(path), opset, img_size, outputs, diff)
 
 
 @torch.no_grad()
