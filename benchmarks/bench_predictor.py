@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from deploy.onnxruntime_runner import _cpu_name
+from deploy.onnxruntime_runner import cpu_name
 from edgeprune.complexity import count_flops
 from edgeprune.graph import find_groups
 from edgeprune.importance import score_groups
@@ -209,7 +209,7 @@ def main() -> None:
     t0 = time.perf_counter()
     load = os.getloadavg()
     results = [bench_model(n, args, unit_backend, model_backend) for n in args.models]
-    out = {"machine": {"cpu": _cpu_name(), "torch": torch.__version__, "threads": args.threads,
+    out = {"machine": {"cpu": cpu_name(), "torch": torch.__version__, "threads": args.threads,
                        "loadavg_at_start": load, "loadavg_at_end": os.getloadavg()},
            "imgsz": args.imgsz, "runs_per_full_measurement": args.runs, "runs_per_unit_measurement": 30,
            "repeats_per_full_measurement": args.repeat,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from deploy.onnxruntime_runner import OnnxRuntimeRunner, _cpu_name
+from deploy.onnxruntime_runner import OnnxRuntimeRunner, cpu_name
 from edgeprune.complexity import count_flops, count_params
 from edgeprune.export import export_onnx
 from edgeprune.graph import find_groups
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50)
     args = ap.parse_args()
     rows = [r for name in args.models for r in bench_model(name, args.imgsz, args.runs)]
-    result = {"machine": {"cpu": _cpu_name(), "torch": torch.__version__}, "imgsz": args.imgsz, "rows": rows}
+    result = {"machine": {"cpu": cpu_name(), "torch": torch.__version__}, "imgsz": args.imgsz, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

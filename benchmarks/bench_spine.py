@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from deploy.onnxruntime_runner import OnnxRuntimeRunner, _cpu_name
+from deploy.onnxruntime_runner import OnnxRuntimeRunner, cpu_name
 from edgeprune.complexity import count_flops, count_params
 from edgeprune.export import export_onnx
 from edgeprune.models import create_model
@@ -72,7 +72,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row))
     result = {
-        "machine": {"cpu": _cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(), "onnxruntime": stats.info["onnxruntime"]},
         "rows": rows,
     }

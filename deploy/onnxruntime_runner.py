@@ -11,7 +11,7 @@ import time
 from .stats import LatencyStats
 
 
-def _cpu_name():
+def cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -99,7 +99,7 @@ class OnnxRuntimeRunner(object):
         info = {
             "runner": "onnxruntime",
             "provider": self.session.get_providers()[0],
-            "device": _cpu_name(),
+            "device": cpu_name(),
             "threads": self.threads,
             "onnxruntime": self.ort_version,
             "input_shapes": dict((k, list(v)) for k, v in self.input_shapes(shape).items()),

@@ -31,10 +31,10 @@ class OrtBackend(LatencyBackend):
     def fingerprint(self) -> dict:
         import onnxruntime
 
-        from deploy.onnxruntime_runner import _cpu_name
+        from deploy.onnxruntime_runner import cpu_name
 
         return {"backend": "ort", "runner": "onnxruntime", "provider": "CPUExecutionProvider",
-                "device": _cpu_name(), "onnxruntime": onnxruntime.__version__, "threads": self.threads,
+                "device": cpu_name(), "onnxruntime": onnxruntime.__version__, "threads": self.threads,
                 "precision": "fp32"}
 
     def measure(self, onnx: bytes, input_shape: Shape) -> LatencyStats:
