@@ -3,13 +3,13 @@ measured speed-up against the FLOPs reduction of uniform pruning.
 
     python benchmarks/bench_predictor.py [--models yolov5n yolov5s] [--variants 50] [--imgsz 320] [--runs 20]
 
-For each model: the lookup table is built on the base model (edgeprune.latency.predictor), then calibrated on 10
-models: 7 uniform prunings (ratio 0 and 0.3 / 0.5 / 0.7 with round_to 1 and 8; they also give the speed-up vs
-FLOPs table) and 3 random round_to=1 plans drawn from their own random stream.
+For each model: the lookup table is built on the base model (edgeprune.latency.predictor, grid levels `--levels`),
+then calibrated on 11 models: 7 uniform prunings (ratio 0 and 0.3 / 0.5 / 0.7 with round_to 1 and 8; they also
+give the speed-up vs FLOPs table) and 2 + 2 random plans (round_to 1 and 8) drawn from their own random stream.
 The evaluation set is disjoint: `--variants` plans from `plan_from_ratios` with one random keep ratio per group in
-[0, 0.8], round_to 8 for the first half and 1 for the second, L1 importance on untrained weights. Each is exported
-(the `edgeprune export` graph) and measured on onnxruntime's CPU provider (2 threads, median of `--runs` timed runs
-after warm-up; fewer runs than bench_prune's 50 to keep the whole benchmark near 10 minutes), and predicted.
+[0, 0.8], round_to 8 and 1 alternately, L1 importance on untrained weights. Each is exported
+(the `edgeprune export` graph) and measured on onnxruntime's CPU provider (1 thread, median of `--runs` timed runs
+after warm-up; the lowest such median over `--passes` passes spread in time), and predicted.
 Also reported as a baseline: a FLOPs model `T ≈ a·FLOPs + b` fitted on the same calibration models.
 
 Writes benchmarks/results/predictor.json and benchmarks/results/predictor.png.
@@ -31,37 +31,30 @@ from edgeprune.complexity import count_flops
 from edgeprune.graph import find_groups
 from edgeprune.importance import score_groups
 from edgeprune.latency import get_backend, module_to_onnx
-from edgeprune.latency.predictor import LatencyPredictor, mape, spearman
+from edgeprune.latency.calibrate import UNIFORM, default_align, pruned_copy
+from edgeprune.latency.fit import mape, spearman
+from edgeprune.latency.predictor import LatencyPredictor
 from edgeprune.models import create_model, example_input
-from edgeprune.prune import plan_from_ratios, prune_model
-
-UNIFORM = [(0.0, 8), (0.3, 1), (0.3, 8), (0.5, 1), (0.5, 8), (0.7, 1), (0.7, 8)]
 
 
-def ort_align() -> int:
-    """onnxruntime's NCHWc block: 16 channels where the CPU has AVX-512, 8 with AVX2."""
-    try:
-        return 16 if " avx512f" in Path("/proc/cpuinfo").read_text() else 8
-    except OSError:
-        return 8
+def measure_in_passes(backend, models, shape, passes: int) -> tuple[list[tuple[float, float]], float]:
+    """[(ms, cv)] per model, and the seconds one measurement takes (export + session + timed runs).
 
-
-def pruned(name: str, base: torch.nn.Module, groups, scores, ratios, round_to: int) -> torch.nn.Module:
-    model = create_model(name, num_classes=1).eval()
-    model.load_state_dict(base.state_dict())
-    plan = plan_from_ratios(groups, scores, ratios, round_to=round_to, min_width=8)
-    prune_model(model, plan, example_input(model))
-    return model.eval()
-
-
-def measure(backend, model, shape, repeat: int) -> tuple[float, float, float]:
-    """(ms, cv, seconds for export + one measurement): the lowest of `repeat` medians, which discards the bursts
-    when another process takes a core for a second or two (seen on the shared 2-core machine)."""
+    Each model is measured once per pass, the passes in alternating order (forward, reverse, forward, ...), and
+    the lowest median is kept. On the shared 2-core machine the speed of the whole machine drifts by 5–10 % for
+    tens of seconds at a time; consecutive repeats fall into the same slow stretch, passes spread over minutes
+    do not.
+    """
     t0 = time.perf_counter()
-    onnx = module_to_onnx(model, shape)
-    runs = [backend.measure_many([(onnx, shape)])[0] for _ in range(repeat)]
-    best = min(runs, key=lambda st: st.median_ms)
-    return best.median_ms, best.cv, (time.perf_counter() - t0) / repeat
+    onnx = [module_to_onnx(m, shape) for m in models]
+    best: list[tuple[float, float] | None] = [None] * len(models)
+    for k in range(passes):
+        order = range(len(models)) if k % 2 == 0 else reversed(range(len(models)))
+        for i in order:
+            st = backend.measure_many([(onnx[i], shape)])[0]
+            if best[i] is None or st.median_ms < best[i][0]:
+                best[i] = (st.median_ms, st.cv)
+    return best, (time.perf_counter() - t0) / (passes * max(len(models), 1))
 
 
 def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -79,22 +72,25 @@ def bench_model(name: str, args, unit_backend, model_backend) -> dict:
     scores = score_groups(groups, "l1")
 
     t0 = time.perf_counter()
-    pred = LatencyPredictor.build(base, shape, unit_backend, align=args.align or ort_align())
+    pred = LatencyPredictor.build(base, shape, unit_backend, levels=tuple(args.levels),
+                                  align=args.align or default_align(unit_backend))
     build_s = time.perf_counter() - t0
+    if args.save_lut:
+        pred.save(Path(args.save_lut) / f"lut-{name}-{args.imgsz}.json")
     n_units = pred.stats["measured_units"]
     print(f"{name}: table of {n_units} unit configurations in {build_s:.0f} s", flush=True)
 
-    # calibration models: the uniform prunings, plus a few random round_to=1 plans (their own random stream,
+    # calibration models: the uniform prunings, plus a few random plans (their own random stream,
     # so disjoint from the evaluation set) because uniform ratios of multiple-of-16 widths stay mostly aligned
     cal_rng = random.Random(f"{name}-calibration-{args.seed}")
     cal_plans = [(r, rt, f"uniform {r}") for r, rt in UNIFORM]
-    cal_plans += [({g.name: cal_rng.uniform(0.0, 0.8) for g in groups}, 1, "random") for _ in range(args.cal_random)]
-    cal_models, cal_rows = [], []
+    cal_plans += [({g.name: cal_rng.uniform(0.0, 0.8) for g in groups}, rt, "random")
+                  for rt in (1, 8) for _ in range(args.cal_random)]
+    cal_models = [pruned_copy(base, ratio, rt, groups, scores) for ratio, rt, _ in cal_plans]
+    cal_rows = []
     base_flops = count_flops(base, args.imgsz)
-    for ratio, rt, kind in cal_plans:
-        m = pruned(name, base, groups, scores, ratio, rt)
-        ms, cv, _ = measure(model_backend, m, shape, args.repeat + 1)  # few points: one more repeat each
-        cal_models.append(m)
+    measured, _ = measure_in_passes(model_backend, cal_models, shape, args.passes + 1)  # few points: one more
+    for (ratio, rt, kind), m, (ms, cv) in zip(cal_plans, cal_models, measured):
         lut, transit = pred.features(m)
         cal_rows.append({"kind": kind, "ratio": ratio if isinstance(ratio, float) else None, "round_to": rt,
                          "gflops": count_flops(m, args.imgsz) / 1e9, "measured_ms": ms, "cv": cv,
@@ -113,22 +109,24 @@ def bench_model(name: str, args, unit_backend, model_backend) -> dict:
           f"(fit MAPE {cal['fit_mape']:.2f} %)", flush=True)
 
     rng = random.Random(f"{name}-{args.seed}")
-    rows, meas_s, pred_s = [], [], []
+    plans = []
     for i in range(args.variants):
-        rt = 8 if i < args.variants // 2 else 1
-        ratios = {g.name: rng.uniform(0.0, 0.8) for g in groups}
-        m = pruned(name, base, groups, scores, ratios, rt)
+        rt = 8 if i % 2 == 0 else 1  # interleaved, so that a slow drift of the machine hits both alike
+        plans.append(({g.name: rng.uniform(0.0, 0.8) for g in groups}, rt))
+    models = [pruned_copy(base, ratios, rt, groups, scores) for ratios, rt in plans]
+    predicted, pred_s = [], []
+    for m in models:
         t0 = time.perf_counter()
-        p = pred.predict(m)
+        predicted.append(pred.predict(m))
         pred_s.append(time.perf_counter() - t0)
+    print(f"{name}: {len(models)} variants predicted; measuring them in {args.passes} passes", flush=True)
+    measured, meas_s = measure_in_passes(model_backend, models, shape, args.passes)
+    rows = []
+    for (_, rt), m, p, (ms, cv) in zip(plans, models, predicted, measured):
         lut, transit = pred.features(m)
-        ms, cv, dt = measure(model_backend, m, shape, args.repeat)
-        meas_s.append(dt)
         gf = count_flops(m, args.imgsz) / 1e9
         rows.append({"round_to": rt, "gflops": gf, "measured_ms": ms, "cv": cv, "predicted_ms": p,
                      "lut_sum_ms": lut, "unaligned_melems": transit, "flops_model_ms": fa * gf + fb})
-        if (i + 1) % 10 == 0:
-            print(f"{name}: {i + 1}/{args.variants} variants", flush=True)
 
     def score(key, subset=None):
         rs = [r for r in rows if subset is None or r["round_to"] == subset]
@@ -149,7 +147,7 @@ def bench_model(name: str, args, unit_backend, model_backend) -> dict:
                       "round_to_1": score("predicted_ms", 1)},
         "flops_baseline": {"all": score("flops_model_ms"), "round_to_8": score("flops_model_ms", 8),
                            "round_to_1": score("flops_model_ms", 1)},
-        "seconds_per_measurement": sum(meas_s) / len(meas_s),
+        "seconds_per_measurement": meas_s,
         "seconds_per_prediction": sum(pred_s) / len(pred_s),
         "calibration_models": cal_rows, "variants": rows,
     }
@@ -158,7 +156,7 @@ def bench_model(name: str, args, unit_backend, model_backend) -> dict:
     return out
 
 
-def plot(results: list[dict], path: Path) -> None:
+def plot(results: list[dict], path: Path, threads: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,7 +178,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         s = res["predictor"]["all"]
         ax.set_title(f"{res['model']}: MAPE {s['mape']:.1f} %, Spearman {s['spearman']:.3f}")
-        ax.set_xlabel("measured latency, ms (onnxruntime CPU, 2 threads)")
+        ax.set_xlabel(f"measured latency, ms (onnxruntime CPU, {threads} thread{'s' * (threads > 1)})")
         ax.set_ylabel("predicted latency, ms")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -193,13 +191,20 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["yolov5n", "yolov5s"])
     ap.add_argument("--variants", type=int, default=50)
     ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="onnxruntime intra-op threads (1: on a shared 2-core VM, 2-thread timings switch between "
+                    "two states ~1.6x apart for seconds at a time; see docs/latency-predictor.md)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=2, help="measure each whole model this often, keep the lowest")
+    ap.add_argument("--passes", type=int, default=3,
+                    help="measure every whole model once per pass (alternating order), keep the lowest median")
     ap.add_argument("--align", type=int, default=0, help="channel multiple the runtime wants (0: 16 with "
                     "AVX-512, else 8: onnxruntime's NCHWc block)")
-    ap.add_argument("--cal-random", type=int, default=3, help="random round_to=1 plans added to the calibration set")
+    ap.add_argument("--cal-random", type=int, default=2,
+                    help="random plans with round_to 1, and as many with round_to 8, added to the calibration set")
+    ap.add_argument("--levels", type=float, nargs="+", default=[0.2, 0.35, 0.5, 0.75, 1.0],
+                    help="channel fractions of the lookup table's grid")
+    ap.add_argument("--save-lut", metavar="DIR", help="also save each model's lookup table in DIR")
     ap.add_argument("--out", default="benchmarks/results/predictor.json")
     args = ap.parse_args()
     torch.set_num_threads(1)  # pruning and tracing only: keep torch off the core onnxruntime is timing on
@@ -212,13 +217,13 @@ def main() -> None:
     out = {"machine": {"cpu": cpu_name(), "torch": torch.__version__, "threads": args.threads,
                        "loadavg_at_start": load, "loadavg_at_end": os.getloadavg()},
            "imgsz": args.imgsz, "runs_per_full_measurement": args.runs, "runs_per_unit_measurement": 30,
-           "repeats_per_full_measurement": args.repeat,
-           "repeats_per_calibration_measurement": args.repeat + 1,
+           "passes_per_full_measurement": args.passes,
+           "passes_per_calibration_measurement": args.passes + 1,
            "fingerprint": unit_backend.fingerprint(), "wall_s": time.perf_counter() - t0, "models": results}
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
-    plot(results, path.with_suffix(".png"))
+    plot(results, path.with_suffix(".png"), args.threads)
     print(f"wrote {path} and {path.with_suffix('.png')} in {out['wall_s']:.0f} s")
 
 

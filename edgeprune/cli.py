@@ -63,10 +63,15 @@ def _add_model_parsers(sub) -> None:
                    help="yolo: one [B,N,5+C] output; nms: boxes [B,N,4] + scores [B,N,C] for an NMS plugin")
     p.add_argument("--dynamic-batch", action="store_true")
 
-    p = sub.add_parser("profile", help="params, FLOPs and onnxruntime CPU latency of an ONNX model or checkpoint")
+    p = sub.add_parser("profile", help="params, FLOPs and measured (and predicted) latency of a model")
     p.add_argument("model", help="model.onnx or an edgeprune checkpoint (exported on the fly)")
     p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--backend", default="ort",
+                   help="ort (onnxruntime CPU), torch-cuda, tensorrt, or remote://host:port[,host2:port2] (Jetson agents)")
+    p.add_argument("--predict", metavar="LUT.json",
+                   help="also predict the latency with this lookup table (built on the model, calibrated and saved "
+                   "there when the file does not exist yet); checkpoints only")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all usable cores)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=50)

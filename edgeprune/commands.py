@@ -9,20 +9,11 @@ from pathlib import Path
 from .checkpoint import CheckpointError
 from .data.labels import LabelError
 from .files import write_json
+from .latency.base import MeasurementError
+from .tables import format_table
 
-# Errors caused by the user's input: the CLI prints them as one line instead of a traceback.
-USER_ERRORS = (CheckpointError, LabelError, FileNotFoundError, ValueError)
-
-
-def format_table(rows: list[dict], floatfmt: str = "{:.3f}") -> str:
-    """A plain-text table with one row per dict (keys of the first row are the columns)."""
-    cols = list(rows[0])
-    cells = [[c for c in cols]] + [[floatfmt.format(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols]
-                                   for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+# Errors caused by the user's input or a device that failed: the CLI prints them as one line, not a traceback.
+USER_ERRORS = (CheckpointError, LabelError, FileNotFoundError, ValueError, MeasurementError)
 
 
 def data(args: argparse.Namespace) -> None:
@@ -86,27 +77,60 @@ def export(args: argparse.Namespace) -> None:
           f"max |onnxruntime - torch| = {r.max_abs_diff:.2e})")
 
 
+def _backend_options(spec: str, args: argparse.Namespace) -> dict:
+    """CLI timing options for `get_backend`: threads only mean something to onnxruntime and remote CPU runs."""
+    opts = {"warmup": args.warmup}
+    if spec in ("ort", "onnxruntime"):
+        opts.update(threads=args.threads or None, runs=args.runs)
+    elif spec.startswith("remote://"):
+        opts.update(iterations=args.runs)
+    else:
+        opts.update(runs=args.runs)
+    return opts
+
+
 def profile(args: argparse.Namespace) -> dict:
+    """Params, FLOPs and the latency measured on `--backend`; with `--predict`, the predictor's figure beside it."""
     from deploy.onnx_info import inspect
-    from deploy.onnxruntime_runner import OnnxRuntimeRunner
 
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = args.model
-        if not str(args.model).endswith(".onnx"):
-            from .checkpoint import load_model
-            from .export import export_onnx
+    from .latency import get_backend, measure, module_to_onnx
 
-            onnx_path = export_onnx(load_model(args.model), Path(tmp) / "model.onnx", img_size=args.imgsz).path
-        shape = (args.batch, 3, args.imgsz, args.imgsz)
-        info = inspect(onnx_path, input_shape=shape)
-        stats = OnnxRuntimeRunner(onnx_path, threads=args.threads or None).time(shape, args.warmup, args.runs)
+    shape = (args.batch, 3, args.imgsz, args.imgsz)
+    backend = get_backend(args.backend, **_backend_options(args.backend, args))
+    model = None
+    if str(args.model).endswith(".onnx"):
+        if args.predict:
+            raise ValueError(f"{args.model}: --predict needs an edgeprune checkpoint (the predictor reads the "
+                             "model's layers), not an ONNX file")
+        info = inspect(args.model, input_shape=shape)  # names the file when it is not ONNX
+        onnx = Path(args.model).read_bytes()
+    else:
+        from .checkpoint import load_model
+
+        model = load_model(args.model).eval()
+        onnx = module_to_onnx(model, shape)
+        info = inspect(onnx, input_shape=shape)
+    try:
+        predicted = None
+        if args.predict:
+            from .latency.calibrate import predictor_for
+
+            predicted = predictor_for(model, shape, backend, args.predict).predict(model)
+        stats = measure(model if model is not None else onnx, shape, backend)  # torch-cuda times the module
+        fingerprint = backend.fingerprint()
+    finally:
+        backend.close()
     row = {"model": Path(args.model).name, "input": "x".join(map(str, shape)), "params": info["params"],
-           "GFLOPs": info["flops"] / 1e9, "threads": stats.info["threads"], "median_ms": stats.median_ms,
-           "p90_ms": stats.p90_ms, "p99_ms": stats.p99_ms, "runs": stats.runs}
+           "GFLOPs": info["flops"] / 1e9, "backend": args.backend}
+    if fingerprint.get("threads"):
+        row["threads"] = fingerprint["threads"]
+    row.update(median_ms=stats.median_ms, p90_ms=stats.p90_ms, p99_ms=stats.p99_ms, runs=stats.runs)
+    if predicted is not None:
+        row.update(predicted_ms=predicted, error_pct=100.0 * (predicted - stats.median_ms) / stats.median_ms)
     print(format_table([row]))
     print("GFLOPs = 2 x multiply-accumulates of Conv/Gemm/MatMul; params counted from the ONNX initializers "
           "(batch norms folded into convs).")
-    result = {**row, "latency": stats.to_dict(), "onnx": info}
+    result = {**row, "latency": stats.to_dict(), "fingerprint": fingerprint, "onnx": info}
     if args.json:
         write_json(args.json, result)
     return result

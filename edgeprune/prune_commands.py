@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .commands import format_table
+from .tables import format_table
 
 
 def add_parsers(sub) -> None:

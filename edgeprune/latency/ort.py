@@ -4,7 +4,9 @@ Protocol: a session with a fixed intra-op thread count (in the fingerprint), seq
 least `warmup` runs and `min_warmup_s` seconds, then `runs` timed runs. When the spread is too wide (coefficient
 of variation above `max_cv`, e.g. another process took a core) the measurement is repeated, up to
 `max_attempts` in all, and the tightest attempt (lowest cv) is kept; `stats.info["attempts"]` lists every
-attempt's median and cv.
+attempt's median and cv. In `measure_many` the time floor applies to the first model of the batch; the process
+is warm after it, so later models warm up for `warmup` runs and at least 0.1 s (a lookup table of a few hundred
+tiny units then costs seconds of warm-up, not minutes).
 """
 
 from __future__ import annotations
@@ -37,15 +39,20 @@ class OrtBackend(LatencyBackend):
                 "device": cpu_name(), "onnxruntime": onnxruntime.__version__, "threads": self.threads,
                 "precision": "fp32"}
 
-    def measure(self, onnx: bytes, input_shape: Shape) -> LatencyStats:
+    def measure_many(self, items: list[tuple[bytes, Shape]]) -> list[LatencyStats]:
+        return [self.measure(onnx, shape, None if i == 0 else min(0.1, self.min_warmup_s))
+                for i, (onnx, shape) in enumerate(items)]
+
+    def measure(self, onnx: bytes, input_shape: Shape, min_warmup_s: float | None = None) -> LatencyStats:
         from deploy.onnxruntime_runner import OnnxRuntimeRunner
 
+        floor = self.min_warmup_s if min_warmup_s is None else min_warmup_s
         shape = normalize_shape(input_shape)
         try:
             runner = OnnxRuntimeRunner(bytes(onnx), threads=self.threads)
             attempts, best = [], None
             for _ in range(self.max_attempts):
-                stats = runner.time(shape=shape, warmup=self.warmup, runs=self.runs, min_warmup_s=self.min_warmup_s)
+                stats = runner.time(shape=shape, warmup=self.warmup, runs=self.runs, min_warmup_s=floor)
                 attempts.append({"median_ms": stats.median_ms, "cv": stats.cv})
                 if best is None or stats.cv < best.cv:
                     best = stats

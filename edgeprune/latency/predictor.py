@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import io
 import json
-import math
-import os
 import time
 import warnings
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..files import atomic_write_text
+from .fit import fit_correction, mape, pearson, spearman
 from .layers import Unit, decompose, unit_onnx
 
 __all__ = ["FingerprintMismatch", "LatencyPredictor", "mape", "measure_models", "model_onnx", "spearman"]
@@ -73,41 +74,6 @@ def measure_models(models: Iterable[nn.Module], backend, input_shape: tuple[int,
     return [s.median_ms for s in backend.measure_many(jobs)]
 
 
-def _ranks(xs: list[float]) -> list[float]:
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    ranks = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2.0 + 1
-        i = j + 1
-    return ranks
-
-
-def _pearson(x: list[float], y: list[float]) -> float:
-    n = len(x)
-    if n < 2:
-        return float("nan")
-    mx, my = sum(x) / n, sum(y) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
-
-
-def spearman(x: list[float], y: list[float]) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    return _pearson(_ranks(list(x)), _ranks(list(y)))
-
-
-def mape(pred: list[float], true: list[float]) -> float:
-    """Mean absolute percentage error, in percent."""
-    return 100.0 * sum(abs(p - t) / t for p, t in zip(pred, true)) / len(true)
-
-
 def _axis(values: list[int], levels: tuple[float, ...], fixed: bool, step: int) -> list[int]:
     """Grid points for one channel axis: the base widths, plus fractions of the widest rounded to `step`."""
     pts = set(values)
@@ -118,6 +84,15 @@ def _axis(values: list[int], levels: tuple[float, ...], fixed: bool, step: int) 
             q = step if top >= 2 * step and top % step == 0 else 1
             pts.add(max(q, round(c / q) * q))
     return sorted(p for p in pts if p >= 1)
+
+
+def _off_axis(axis: list[int], fixed: bool, align: int) -> list[int]:
+    """Unaligned companions of an axis's points: a point that is a multiple of `align` moves half a block down
+    (up where that leaves < 1); the others stay."""
+    if fixed:
+        return list(axis)
+    half = max(align // 2, 1)
+    return sorted({p if p % align else p - half if p > half else p + half for p in axis})
 
 
 def _bracket(axis: list[int], v: float) -> tuple[int, int, float]:
@@ -179,37 +154,49 @@ class LatencyPredictor:
             model = model()
         pred = cls(input_shape, backend.fingerprint(), getattr(backend, "name", ""), backend=backend)
         pred.align = int(align) if align else 0
-        units = decompose(model, pred.input_shape)
+        step = max(step, pred.align)  # grid points on the fast path: multiples of the runtime's channel block
         fams: dict[str, list[Unit]] = {}
-        for u in units:
+        for u in decompose(model, pred.input_shape):
             fams.setdefault(u.family, []).append(u)
         todo: dict[str, Unit] = {}
         for fam, us in fams.items():
-            t = us[0]
-            if t.op == "other":
+            if us[0].op == "other":
                 for u in us:
                     todo.setdefault(u.key, u)
                 continue
-            fixed_in, fixed_out = all(u.fixed_in for u in us), all(u.fixed_out for u in us)
-            two = t.channel_dims == 2
-            cin = _axis([u.cin for u in us], levels, fixed_in, step)
-            cout = _axis([u.cout for u in us], levels, fixed_out, step) if two else None
-            gmode = t.attrs.get("groups_mode", "dense")
-            grid = {"template": t.key, "fixed_in": fixed_in, "fixed_out": fixed_out or not two}
-            if gmode.startswith("grouped:"):  # channel counts must stay multiples of the group count
-                g = int(gmode.split(":")[1])
-                cin = sorted({max(g, c - c % g) for c in cin})
-                cout = sorted({max(g, c - c % g) for c in cout})
-            grid["cin"], grid["cout"] = cin, cout
+            grid = pred._family_grid(us, levels, step)
             pred.grids[fam] = grid
-            for ci in cin:
-                for co in (cout if cout is not None else [ci]):
-                    u = t.with_channels(ci, co)
-                    todo.setdefault(u.key, u)
+            t = us[0]
+            for cin_key, cout_key in (("cin", "cout"), ("ucin", "ucout")):
+                for ci in grid.get(cin_key) or []:
+                    for co in (grid[cout_key] if grid["cout"] is not None else [ci]):
+                        u = t.with_channels(ci, co)
+                        todo.setdefault(u.key, u)
         pred._measure(list(todo.values()), with_overhead=True)
         if calibration_models:
             pred.calibrate(calibration_models, measure_models(calibration_models, backend, pred.input_shape))
         return pred
+
+    def _family_grid(self, us: list[Unit], levels: tuple[float, ...], step: int) -> dict:
+        """The channel grid of one family: `cin` × `cout` on the fast path (multiples of `step`), and for dense
+        convolutions `ucin` × `ucout` just off it (widths that are not multiples of `align`, which the runtime
+        runs with slower kernels: onnxruntime's im2col + GEMM instead of its NCHWc convolution). One-axis units
+        (pools, adds, concats, depthwise convs) have `cout` None: their output width follows the input."""
+        t = us[0]
+        fixed_in, fixed_out = all(u.fixed_in for u in us), all(u.fixed_out for u in us)
+        two = t.channel_dims == 2
+        cin = _axis([u.cin for u in us], levels, fixed_in, step)
+        cout = _axis([u.cout for u in us], levels, fixed_out, step) if two else None
+        gmode = t.attrs.get("groups_mode", "dense")
+        if gmode.startswith("grouped:"):  # channel counts must stay multiples of the group count
+            g = int(gmode.split(":")[1])
+            cin = sorted({max(g, c - c % g) for c in cin})
+            cout = sorted({max(g, c - c % g) for c in cout})
+        grid = {"template": t.key, "fixed_in": fixed_in, "fixed_out": fixed_out or not two, "cin": cin,
+                "cout": cout}
+        if two and gmode == "dense" and self.align > 1 and not (fixed_in and fixed_out):
+            grid["ucin"], grid["ucout"] = _off_axis(cin, fixed_in, self.align), _off_axis(cout, fixed_out, self.align)
+        return grid
 
     def _measure(self, units: list[Unit], with_overhead: bool = False) -> None:
         if self.backend is None:
@@ -236,8 +223,10 @@ class LatencyPredictor:
         return any(c % self.align for c in dims)
 
     def _grid_value(self, g: dict, u: Unit) -> float | None:
+        """Interpolate `u` over its family's grid: the off-path grid for unaligned convolutions when there is one."""
         tmpl = json.loads(g["template"])
-        cin, cout = g["cin"], g["cout"]
+        off = "ucin" in g and self._unaligned(g, u)
+        cin, cout = (g["ucin"], g["ucout"]) if off else (g["cin"], g["cout"])
 
         def at(ci, co) -> float | None:
             key = json.dumps({**tmpl, "cin": ci, "cout": co}, sort_keys=True, separators=(",", ":"))
@@ -302,8 +291,6 @@ class LatencyPredictor:
         to one or two disturbed measurements (`_robust_fit`); points it leaves out are listed in `outliers`.
         Returns the calibration record: a, r, b, n, outliers, the form used and the fit's own MAPE (all points).
         """
-        import numpy as np
-
         if len(models) != len(measured_ms) or not models:
             raise ValueError(f"calibrate needs one measured latency per model ({len(models)} models, "
                              f"{len(measured_ms)} latencies)")
@@ -312,70 +299,14 @@ class LatencyPredictor:
             pts = [tuple(p) for p in self.calibration.get("points", [])] + pts
         X = np.array([[p[0], p[1]] for p in pts], dtype=float)
         y = np.array([p[2] for p in pts], dtype=float)
-        fit, out = self._robust_fit(X, y)
+        fit, out = fit_correction(X, y)
         n = len(pts)
         self.a, self.r, self.b = float(fit[1]), float(fit[2]), float(fit[3])
         pred = [self._correct(p[0], p[1]) for p in pts]
         self.calibration = {"form": fit[0], "a": self.a, "r": self.r, "b": self.b, "n": n,
-                            "outliers": [int(i) for i in np.flatnonzero(out)], "fit_mape": mape(pred, list(y)), "points": [list(p) for p in pts]}
+                            "outliers": [int(i) for i in np.flatnonzero(out)], "fit_mape": mape(pred, list(y)),
+                            "points": [list(p) for p in pts]}
         return {k: v for k, v in self.calibration.items() if k != "points"}
-
-    @classmethod
-    def _robust_fit(cls, X, y):
-        """Least squares, robust to one or two disturbed measurements (another process took a core).
-
-        With 7 or more points, every fit that leaves out up to two points is tried and the one with the lowest
-        median error over all points wins (least median of errors); points it misses by more than 3× that median
-        and 5 % are then dropped and the fit is redone on the rest. Returns (fit, outlier mask).
-        """
-        import itertools
-
-        import numpy as np
-
-        n = len(y)
-        best = cls._fit(X, y)
-        if n >= 7:
-            def med(f):
-                return float(np.median(np.abs(cls._apply(f, X) - y) / y))
-
-            score = med(best)
-            for k in (1, 2):
-                for drop in itertools.combinations(range(n), k):
-                    keep = np.ones(n, bool)
-                    keep[list(drop)] = False
-                    f = cls._fit(X[keep], y[keep])
-                    if med(f) < score:
-                        best, score = f, med(f)
-        rel = np.abs(cls._apply(best, X) - y) / y
-        out = (rel > 3 * np.median(rel)) & (rel > 0.05)
-        if out.any() and (~out).sum() >= 4:
-            return cls._fit(X[~out], y[~out]), out
-        return cls._fit(X, y), np.zeros(n, bool)
-
-    @staticmethod
-    def _apply(fit, X):
-        return fit[1] * X[:, 0] + fit[2] * X[:, 1] + fit[3]
-
-    @staticmethod
-    def _fit(X, y) -> tuple:
-        import numpy as np
-
-        n, fit = len(y), None
-        if n >= 5 and np.ptp(X[:, 1]) > 1e-9:
-            A = np.column_stack([X, np.ones(n)])
-            coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-            if np.linalg.matrix_rank(A) == 3 and coef[0] > 0 and coef[1] >= 0:
-                fit = ("a*S + r*R + b", float(coef[0]), float(coef[1]), float(coef[2]))
-        if fit is None:
-            s = X[:, 0]
-            if n >= 2 and np.ptp(s) > 1e-9 * max(float(s.mean()), 1.0):
-                a, b = np.polyfit(s, y, 1)
-            else:
-                a, b = 0.0, 0.0
-            if a <= 0:  # degenerate or nonsensical fit: scale only
-                a, b = (float(y.sum() / s.sum()) if s.sum() > 0 else 1.0), 0.0
-            fit = ("a*S + b", float(a), 0.0, float(b))
-        return fit
 
     def evaluate(self, models: list[nn.Module], measured_ms: list[float]) -> dict:
         """Error of the predictor against measured latencies (ms) of models it was not calibrated on.
@@ -388,7 +319,7 @@ class LatencyPredictor:
         ape = [100.0 * abs(p - t) / t for p, t in zip(pred, true)]
         return {"n": len(true), "mape": sum(ape) / len(ape), "max_ape": max(ape),
                 "bias": 100.0 * sum((p - t) / t for p, t in zip(pred, true)) / len(true),
-                "spearman": spearman(pred, true), "pearson": _pearson(pred, true),
+                "spearman": spearman(pred, true), "pearson": pearson(pred, true),
                 "predicted_ms": pred, "measured_ms": true}
 
     # -- persistence --------------------------------------------------------------------------------------------
@@ -399,12 +330,7 @@ class LatencyPredictor:
                 "grids": self.grids, "entries": self.entries}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, backend=None, fingerprint: dict | None = None) -> LatencyPredictor:

@@ -35,9 +35,25 @@ def test_profile_accepts_a_checkpoint(trained):
     assert main(["profile", str(trained / "run/best.pt"), "--imgsz", "64", "--runs", "3", "--warmup", "1"]) == 0
 
 
+def test_profile_predicts_with_a_table_it_builds_once(trained, capsys):
+    ckpt, lut = str(trained / "run/best.pt"), trained / "lut.json"
+    argv = ["profile", ckpt, "--imgsz", "64", "--runs", "10", "--warmup", "2", "--threads", "1",
+            "--predict", str(lut), "--json", str(trained / "pp.json")]
+    assert main(argv) == 0
+    assert "building a latency table" in capsys.readouterr().out and lut.is_file()
+    assert main(argv) == 0  # second run: the saved table, nothing built
+    out = capsys.readouterr().out
+    assert "building" not in out and f"latency table {lut}" in out and "predicted_ms" in out
+    prof = json.loads((trained / "pp.json").read_text())
+    assert prof["predicted_ms"] > 0 and abs(prof["error_pct"]) < 50  # real timings of a 64 px model: loose
+    assert prof["fingerprint"]["backend"] == "ort" and prof["backend"] == "ort"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["eval", "missing.pt", "--data", "x.yaml"], "missing.pt: no such checkpoint"),
     (["profile", "__FILE__"], "is not a readable ONNX model"),
+    (["profile", "__FILE__", "--predict", "lut.json"], "--predict needs an edgeprune checkpoint"),
+    (["profile", "__FILE__", "--backend", "tpu"], "unknown latency backend 'tpu'"),
     (["train", "--data", "nowhere.yaml"], "nowhere.yaml: does not exist"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):

@@ -167,3 +167,33 @@ def test_units_outside_the_table_are_measured_or_refused(tmp_path):
     offline = LatencyPredictor.load(pred.save(tmp_path / "lut.json"))
     with pytest.raises(KeyError, match="not in the lookup table"):
         offline.predict(nn.Sequential(nn.Conv2d(3, 4, 7, 1, 3)))
+
+
+class SlowUnalignedBackend(FlopsBackend):
+    """FLOPs × 3 for graphs holding a convolution whose prunable widths are not multiples of 8 (the slow kernel
+    a runtime falls back to); the stem's 3 input channels and the head's 6 outputs are the task's."""
+
+    def _ms(self, onnx, shape):
+        import onnx as onnx_lib
+
+        graph = onnx_lib.load_from_string(onnx).graph
+        weights = {t.name: list(t.dims) for t in graph.initializer}
+        slow = False
+        for node in graph.node:
+            if node.op_type == "Conv" and node.input[1] in weights:
+                cout, cin = weights[node.input[1]][:2]
+                slow |= any(c % 8 for c in (cout, cin) if c not in (3, 6))
+        return super()._ms(onnx, shape) * (3.0 if slow else 1.0)
+
+
+def test_unaligned_convolutions_are_read_from_their_own_grid():
+    be = SlowUnalignedBackend()
+    pred = LatencyPredictor.build(Small(), SHAPE, be, levels=(0.25, 0.5, 1.0), align=8)
+    fam = next(g for g in pred.grids.values() if "ucin" in g and not g["fixed_in"] and not g["fixed_out"])
+    assert all(c % 8 == 0 for c in fam["cin"]) and all(c % 8 for c in fam["ucin"])
+    for w, mid in [(16, 16), (8, 16), (12, 12), (12, 16), (16, 12)]:
+        m = Small(w=w, mid=mid)
+        units = decompose(m, SHAPE)
+        truth = sum(be._ms(*unit_onnx(u)) - pred.overhead_ms for u in units)
+        # bilinear FLOPs in each regime: the grid of the unit's own regime interpolates it exactly
+        assert pred.lut_sum(m) == pytest.approx(truth, rel=1e-6), (w, mid)
