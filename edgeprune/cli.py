@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import prune_commands
+from . import prune_commands, search_commands
 
 
 def _add_data_parsers(sub) -> None:
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_parsers(sub)
     _add_model_parsers(sub)
     prune_commands.add_parsers(sub)
+    search_commands.add_parsers(sub)
     return parser
 
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "data": commands.data, "train": commands.train, "eval": commands.evaluate, "export": commands.export,
         "profile": commands.profile, "demo": commands.demo, "groups": prune_commands.groups,
-        "prune": prune_commands.prune,
+        "prune": prune_commands.prune, "search": search_commands.search,
     }[args.cmd]
     try:
         handler(args)

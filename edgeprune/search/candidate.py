@@ -1,0 +1,119 @@
+"""Score one candidate plan: prune a copy, recalibrate batch norms, mAP on a fixed subset, size, latency.
+
+Latency comes from the predictor for every candidate (fast) and from the backend (a real measurement, cached by
+structure) for the candidates the policy asks for: `all`, `none`, or `pareto` (those whose predicted point,
+less the predictor's error margin, is not dominated by a candidate measured earlier).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..complexity import count_flops, count_params
+from ..evaluate import evaluate
+from ..models import example_input
+from ..prune import Plan, prune_model
+from .objective import Scores, pareto_front
+
+__all__ = ["Candidate", "Evaluator", "recalibrate_bn"]
+
+
+@dataclass
+class Candidate:
+    scores: Scores
+    plan: Plan
+    predicted_ms: float | None = None
+    measured_ms: float | None = None
+    widths: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    model: nn.Module | None = field(default=None, repr=False)  # the pruned, BN-recalibrated copy
+
+    def attrs(self) -> dict:
+        """JSON-able facts for the trial's user attributes."""
+        s = self.scores
+        return {"map50": s.map50, "map": s.map, "latency_ms": s.latency_ms, "flops": s.flops, "params": s.params,
+                "predicted_ms": self.predicted_ms, "measured_ms": self.measured_ms, "widths": self.widths,
+                "seconds": self.seconds}
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader, batches: int) -> nn.Module:
+    """Re-estimate every BatchNorm's running mean and variance on `batches` training batches (cumulative
+    average), so that a pruned copy is judged on its own statistics rather than the dense model's."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return model.eval()
+    saved = [(m, m.momentum) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for i, (images, _, _) in enumerate(loader):
+            if i >= batches:
+                break
+            model(images)
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+    return model.eval()
+
+
+class Evaluator:
+    """Scores candidates of one base model. `predictor` and `backend` may be None (FLOPs-only searches)."""
+
+    def __init__(self, base: nn.Module, groups, scores, space, bn_loader, val_loader, img_size: int,
+                 predictor=None, backend=None, measure: str = "pareto", bn_batches: int = 4,
+                 conf_thres: float = 0.01, margin: float = 0.05) -> None:
+        if measure not in ("all", "pareto", "none"):
+            raise ValueError(f"measure policy must be all, pareto or none, not {measure!r}")
+        if measure != "none" and backend is None:
+            raise ValueError(f"measure={measure!r} needs a latency backend")
+        self.base, self.groups, self.scores, self.space = base.eval(), groups, scores, space
+        self.bn_loader, self.val_loader, self.img_size = bn_loader, val_loader, img_size
+        self.predictor, self.backend, self.measure_policy = predictor, backend, measure
+        self.bn_batches, self.conf_thres, self.margin = bn_batches, conf_thres, margin
+        self.shape = (1, 3, img_size, img_size)
+
+    def prune(self, scope_ratios: dict[str, float]) -> tuple[nn.Module, Plan]:
+        model = copy.deepcopy(self.base)
+        plan = self.space.plan(scope_ratios, self.scores)
+        with torch.no_grad():
+            prune_model(model, plan, example_input(model))
+        return model.eval(), plan
+
+    def evaluate(self, scope_ratios: dict[str, float], measured_front: list[tuple[float, float]] | None = None
+                 ) -> Candidate:
+        """Score the candidate. `measured_front`: (mAP@0.5, measured ms) of candidates measured so far, for the
+        `pareto` policy."""
+        t0 = time.perf_counter()
+        model, plan = self.prune(scope_ratios)
+        recalibrate_bn(model, self.bn_loader, self.bn_batches)
+        m = evaluate(model, self.val_loader, conf_thres=self.conf_thres, max_det=100)
+        predicted = self.predictor.predict(model) if self.predictor is not None else None
+        measured = None
+        if self._should_measure(m["map50"], predicted, measured_front or []):
+            measured = self.measure(model)
+        latency = measured if measured is not None else predicted if predicted is not None else float("nan")
+        scores = Scores(map50=float(m["map50"]), map=float(m["map"]), latency_ms=float(latency),
+                        flops=float(count_flops(model, self.img_size)), params=float(count_params(model)))
+        widths = {g.name: len(plan.keep[g.name]) for g in self.groups}
+        return Candidate(scores, plan, predicted, measured, widths, time.perf_counter() - t0, model)
+
+    def measure(self, model: nn.Module) -> float:
+        from ..latency import measure
+
+        return measure(model, self.shape, self.backend).median_ms
+
+    def _should_measure(self, map50: float, predicted: float | None, front: list[tuple[float, float]]) -> bool:
+        if self.backend is None or self.measure_policy == "none":
+            return False
+        if self.measure_policy == "all" or predicted is None:
+            return True
+        optimistic = (map50, predicted * (1 - self.margin))  # the predictor may be this much too slow
+        return len(front) in pareto_front(front + [optimistic])

@@ -1,0 +1,198 @@
+"""Run an APRS search on Optuna: one study in any SQLAlchemy storage, workers in processes or on other machines.
+
+Resuming is running the same command again: the study is loaded from its storage; a trial that was running when
+its process was killed stops sending heartbeats, is marked failed after `grace_s` and retried with the same
+ratios (RetryFailedTrialCallback), so a kill loses at most the trial in flight. Workers start a trial only while
+completed + running trials are fewer than `trials`, and a trial that finds the budget taken when it starts is
+pruned, so the study ends with exactly `trials` completed trials however many workers share it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from ..latency.base import MeasurementError
+from .config import SearchConfig
+from .context import SearchContext
+from .objective import Scores
+from .sensitivity import measure_sensitivity, seed_trials
+
+__all__ = ["open_study", "prepare", "run_search", "run_worker"]
+
+UNIFORM_BASELINE = (0.3, 0.5, 0.7)
+
+
+def open_study(cfg: SearchConfig, directions: list[str], seed: int) -> optuna.Study:
+    """The study in `cfg`'s storage (created on first use), with heartbeats so that killed trials are retried.
+    Constraints reach the samplers through `trial.set_constraint` (the objective's hard limits)."""
+    engine = {"connect_args": {"timeout": 120}} if cfg.storage_url.startswith("sqlite") else {"pool_pre_ping": True}
+    with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            cfg.storage_url, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat_s, grace_period=cfg.grace_s,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+    if len(directions) > 1:
+        sampler = optuna.samplers.NSGAIISampler(population_size=20, seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
+    return optuna.create_study(storage=storage, sampler=sampler, study_name=cfg.study_name, directions=directions,
+                               load_if_exists=True)
+
+
+def _study_for(cfg: SearchConfig, ctx: SearchContext, seed: int) -> optuna.Study:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return open_study(cfg, ctx.objective.directions, seed)
+
+
+def counts(study: optuna.Study) -> dict[TrialState, int]:
+    out = {s: 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state] += 1
+    return out
+
+
+def base_scores(study: optuna.Study) -> Scores:
+    return Scores(**study.user_attrs["base"])
+
+
+def measured_front(study: optuna.Study) -> list[tuple[float, float]]:
+    """(mAP@0.5, measured ms) of every measured point: base, uniform baseline and completed trials."""
+    pts = [(p["map50"], p["latency_ms"]) for p in [study.user_attrs.get("base", {})]
+           + study.user_attrs.get("uniform", []) if p]
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("measured_ms") is not None:
+            pts.append((t.user_attrs["map50"], t.user_attrs["measured_ms"]))
+    return pts
+
+
+def prepare(cfg: SearchConfig, ctx: SearchContext, progress: bool = True, log=print) -> optuna.Study:
+    """Create (or reopen) the study; score the base model and the uniform baseline; seed from sensitivity.
+    Each step is recorded in the study, so a resumed run skips what is done."""
+    study = _study_for(cfg, ctx, cfg.seed)
+    ev = ctx.evaluator
+
+    def measured(ratio: float) -> dict:
+        cand = ev.evaluate(ctx.space.uniform(ratio))
+        lat = cand.measured_ms if cand.measured_ms is not None else \
+            ev.measure(cand.model) if ev.backend is not None else float("nan")
+        return {**cand.scores.__dict__, "latency_ms": lat}
+
+    if "base" not in study.user_attrs:
+        base = Scores(**measured(0.0))
+        study.set_user_attr("base", base.__dict__)
+        log(f"base model: mAP@0.5 {base.map50:.3f}, {base.latency_ms:.2f} ms, {base.flops / 1e9:.2f} GFLOPs")
+    if "uniform" not in study.user_attrs:
+        study.set_user_attr("uniform", [{**measured(r), "ratio": r} for r in UNIFORM_BASELINE])
+    if cfg.sensitivity and not study.user_attrs.get("seeded"):
+        sens = measure_sensitivity(ev, ctx.space, base_scores(study), tuple(cfg.sensitivity), progress)
+        from ..files import write_json
+
+        write_json(cfg.run_dir / "sensitivity.json", sens)
+        seeds = seed_trials(ctx.space, sens)
+        for params in seeds:
+            study.enqueue_trial(params, user_attrs={"seed": True}, skip_if_exists=True)
+        study.set_user_attr("seeded", True)
+        log(f"sensitivity of {len(sens)} scopes measured; {len(seeds)} seed trials queued")
+    return study
+
+
+def _surplus(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:
+    """True when earlier trials (completed or still running) already fill the budget."""
+    taken = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+                if t.number < trial.number)
+    return taken >= budget
+
+
+def run_worker(cfg: SearchConfig, ctx: SearchContext, worker_id: int = 0, on_trial=None) -> int:
+    """Run trials until the study holds `cfg.trials` completed ones. Returns how many this worker completed."""
+    study = _study_for(cfg, ctx, cfg.seed + 1 + worker_id)
+    base = base_scores(study)
+    done = 0
+
+    def objective(trial: optuna.Trial):
+        if _surplus(study, trial, cfg.trials):
+            raise optuna.TrialPruned("the trial budget was already taken by other workers")
+        ratios = ctx.space.suggest(trial)
+        cand = ctx.evaluator.evaluate(ratios, measured_front(study))
+        for k, v in cand.attrs().items():
+            trial.set_user_attr(k, v)
+        trial.set_user_attr("worker", worker_id)
+        for i, c in enumerate(ctx.objective.constraints(cand.scores)):
+            trial.set_constraint(f"c{i}", c)
+        values = ctx.objective.values(cand.scores, base)
+        return values if len(values) > 1 else values[0]
+
+    while True:
+        c = counts(study)
+        if c[TrialState.COMPLETE] >= cfg.trials:
+            return done
+        if c[TrialState.COMPLETE] + c[TrialState.RUNNING] >= cfg.trials:
+            time.sleep(min(cfg.heartbeat_s, 2))  # a trial may be stale (its worker killed): wait for its retry
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            continue
+        study.optimize(objective, n_trials=1, catch=(MeasurementError,), gc_after_trial=True)
+        done += 1
+        if on_trial is not None:
+            on_trial()
+
+
+def _worker_main(config_path: str, worker_id: int) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = SearchConfig.load(config_path)
+    ctx = SearchContext(cfg)
+    try:
+        run_worker(cfg, ctx, worker_id)
+    finally:
+        ctx.close()
+
+
+def run_search(cfg: SearchConfig, progress: bool = True, log=print, report: bool = True
+               ) -> tuple[optuna.Study, dict | None]:
+    """Prepare the study, run `cfg.workers` workers (processes on this machine) until `cfg.trials` trials are
+    complete, write the report (edgeprune.search.report), and return the study and the report's result. Other
+    machines join by running the same command with the same --storage."""
+    cfg.check_resume()
+    cfg.save()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ctx = SearchContext(cfg, build_predictor=True, log=log)
+    try:
+        study = prepare(cfg, ctx, progress, log)
+        before = counts(study)[TrialState.COMPLETE]
+        bar = tqdm(total=cfg.trials, initial=min(before, cfg.trials), desc="search", disable=not progress)
+        if cfg.workers <= 1:
+            run_worker(cfg, ctx, 0, on_trial=lambda: _update(bar, study))
+        else:
+            procs = [mp.get_context("spawn").Process(target=_worker_main, args=(str(cfg.run_dir / "search.json"), i))
+                     for i in range(cfg.workers)]
+            for p in procs:
+                p.start()
+            while any(p.is_alive() for p in procs):
+                time.sleep(1.0)
+                _update(bar, study)
+            bad = [p.exitcode for p in procs if p.exitcode]
+            if bad:
+                raise RuntimeError(f"{len(bad)} search worker(s) failed (exit codes {bad}); run the same command "
+                                   "again to resume")
+        _update(bar, study)
+        bar.close()
+        if not report:
+            return study, None
+        from .report import write_report
+
+        return study, write_report(study, ctx, log)
+    finally:
+        ctx.close()
+
+
+def _update(bar, study: optuna.Study) -> None:
+    n = min(counts(study)[TrialState.COMPLETE], bar.total)
+    bar.update(n - bar.n)

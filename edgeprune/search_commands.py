@@ -1,0 +1,76 @@
+"""The `search` verb: APRS with MOOL against measured latency (edgeprune.search, docs/search.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("search", help="search per-group pruning ratios against latency (APRS with MOOL on Optuna)")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="data.yaml (validation subset scores candidates; train batches "
+                   "recalibrate batch norms)")
+    p.add_argument("--out", default="runs/search", help="run directory (study, latency table, cache, report)")
+    p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")
+    p.add_argument("--trials", type=int, default=100)
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--storage", help="SQLAlchemy URL shared by workers on several machines, e.g. "
+                   "postgresql://user@host/db (default: sqlite in the run directory)")
+    p.add_argument("--study-name", default="edgeprune-search")
+    p.add_argument("--backend", default="ort", help="ort, torch-cuda, tensorrt, remote://host:port[,...], or none "
+                   "(FLOPs/params objectives only)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads per worker (0: cores / workers)")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per latency measurement")
+    p.add_argument("--measure", default="pareto", choices=["pareto", "all", "none"],
+                   help="which candidates are measured on the backend (the rest are predicted)")
+    p.add_argument("--predict", metavar="LUT.json", help="latency table (default: built as OUT/lut.json)")
+    p.add_argument("--mode", default="loss", choices=["loss", "reward", "pareto"], help="MOOL loss, MnasNet "
+                   "reward, or NSGA-II Pareto search")
+    p.add_argument("--target-latency", help="hard latency target, e.g. 12ms")
+    p.add_argument("--speedup", type=float, help="pareto mode: choose the front point with this speed-up")
+    p.add_argument("--lambda-latency", type=float, default=1.0, help="weight of T/T0 in the loss")
+    p.add_argument("--lambda-flops", type=float, default=0.0, help="weight of F/F0 in the loss")
+    p.add_argument("--lambda-params", type=float, default=0.0, help="weight of P/P0 in the loss")
+    p.add_argument("--max-gflops", type=float, help="hard FLOPs limit (GFLOPs)")
+    p.add_argument("--max-mparams", type=float, help="hard params limit (millions)")
+    p.add_argument("--scopes", default="groups", help="groups, blocks, stages, or a JSON file of glob patterns")
+    p.add_argument("--step", type=float, default=0.05, help="grid of the ratios")
+    p.add_argument("--max-ratio", type=float, default=0.9, help="largest ratio a scope may get")
+    p.add_argument("--round-to", type=int, default=8)
+    p.add_argument("--min-width", type=int, default=8)
+    p.add_argument("--importance", default="l1", help="l1, l2, bn or fused")
+    p.add_argument("--val-images", type=int, default=64, help="validation images that score each candidate")
+    p.add_argument("--bn-batches", type=int, default=4, help="training batches that recalibrate batch norms")
+    p.add_argument("--sensitivity", type=float, nargs="*", default=[0.5],
+                   help="ratios of the per-scope sensitivity that seeds the first trials (none: skip)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def config_from_args(args: argparse.Namespace):
+    from .search.config import SearchConfig, parse_ms
+
+    objective = {"mode": args.mode, "latency_weight": args.lambda_latency, "flops_weight": args.lambda_flops,
+                 "params_weight": args.lambda_params, "target_latency_ms": parse_ms(args.target_latency),
+                 "max_flops": args.max_gflops * 1e9 if args.max_gflops else None,
+                 "max_params": args.max_mparams * 1e6 if args.max_mparams else None}
+    if args.backend == "none" and (args.lambda_latency or objective["target_latency_ms"] or args.mode != "loss"):
+        raise ValueError("--backend none has no latency: use --lambda-latency 0 with --lambda-flops/--lambda-params "
+                         "and no --target-latency")
+    return SearchConfig(
+        checkpoint=args.checkpoint, data=args.data, out=args.out, img_size=args.imgsz, trials=args.trials,
+        workers=args.workers, storage=args.storage, study_name=args.study_name, scopes=args.scopes,
+        step=args.step, max_ratio=args.max_ratio, round_to=args.round_to, min_width=args.min_width,
+        importance=args.importance, objective=objective, backend=args.backend, threads=args.threads,
+        runs=args.runs, predict=args.predict, measure="none" if args.backend == "none" else args.measure,
+        val_images=args.val_images, bn_batches=args.bn_batches, sensitivity=list(args.sensitivity),
+        seed=args.seed, choose_speedup=args.speedup)
+
+
+def search(args: argparse.Namespace) -> dict:
+    from .search import run_search
+    from .search.objective import Objective
+
+    cfg = config_from_args(args)
+    Objective(**cfg.objective)  # refuse a bad objective before any work
+    return run_search(cfg, progress=not args.no_progress)[1]
