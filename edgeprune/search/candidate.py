@@ -87,17 +87,18 @@ class Evaluator:
             prune_model(model, plan, example_input(model))
         return model.eval(), plan
 
-    def evaluate(self, scope_ratios: dict[str, float], measured_front: list[tuple[float, float]] | None = None
-                 ) -> Candidate:
+    def evaluate(self, scope_ratios: dict[str, float], measured_front: list[tuple[float, float]] | None = None,
+                 predict_only: bool = False) -> Candidate:
         """Score the candidate. `measured_front`: (mAP@0.5, measured ms) of candidates measured so far, for the
-        `pareto` policy."""
+        `pareto` policy. `predict_only`: never measure when the predictor can answer (sensitivity)."""
         t0 = time.perf_counter()
         model, plan = self.prune(scope_ratios)
         recalibrate_bn(model, self.bn_loader, self.bn_batches)
         m = evaluate(model, self.val_loader, conf_thres=self.conf_thres, max_det=100)
         predicted = self.predictor.predict(model) if self.predictor is not None else None
         measured = None
-        if self._should_measure(m["map50"], predicted, measured_front or []):
+        if not (predict_only and predicted is not None) and \
+                self._should_measure(m["map50"], predicted, measured_front or []):
             measured = self.measure(model)
         latency = measured if measured is not None else predicted if predicted is not None else float("nan")
         scores = Scores(map50=float(m["map50"]), map=float(m["map"]), latency_ms=float(latency),

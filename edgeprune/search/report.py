@@ -14,7 +14,7 @@ from ..checkpoint import save_checkpoint
 from ..files import atomic_write_text, write_json
 from ..tables import format_table, markdown_table
 from .context import SearchContext
-from .objective import choose, pareto_front
+from .objective import Scores, choose, pareto_front
 
 __all__ = ["choose_trial", "trial_rows", "write_report"]
 
@@ -38,11 +38,15 @@ def choose_trial(study: optuna.Study, ctx: SearchContext, rows: list[dict]) -> d
         return None
     obj = ctx.objective
     if obj.mode != "pareto":
-        feasible = [r for r in rows if not obj.target_latency_ms or r["latency_ms"] <= obj.target_latency_ms]
+        feasible = [r for r in rows if all(c <= 0 for c in obj.constraints(_scores(r)))]
         return min(feasible or rows, key=lambda r: r["values"][0])
     base_ms = study.user_attrs["base"]["latency_ms"]
     i = choose([(r["map50"], r["latency_ms"]) for r in rows], obj.target_latency_ms, ctx.cfg.choose_speedup, base_ms)
     return rows[i] if i is not None else None
+
+
+def _scores(row: dict) -> Scores:
+    return Scores(row["map50"], row["map"], row["latency_ms"], row["gflops"] * 1e9, row["mparams"] * 1e6)
 
 
 def _row(name: str, s: dict, base: dict) -> dict:

@@ -24,7 +24,7 @@ def measure_sensitivity(evaluator, space: SearchSpace, base: Scores, ratios: tup
     out: dict[str, list[dict]] = {}
     jobs = [(s, space.snap(r)) for s in space.scopes for r in ratios]
     for scope, r in tqdm(jobs, desc="sensitivity", disable=not progress, leave=False):
-        cand = evaluator.evaluate({scope: r}, measured_front=None)
+        cand = evaluator.evaluate({scope: r}, predict_only=True)
         s = cand.scores
         lat = cand.predicted_ms if cand.predicted_ms is not None else s.latency_ms
         gain = 1 - lat / base.latency_ms if lat == lat and base.latency_ms == base.latency_ms else None
