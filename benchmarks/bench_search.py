@@ -109,13 +109,15 @@ def plot(rows: list[dict], base: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "map50", "mAP@0.5"), (axes[1], "map", "mAP@0.5:0.95")):
         for r in rows:
-            ax.scatter(r["latency_ms"], r[key], s=50)
-            ax.annotate(r["method"], (r["latency_ms"], r[key]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+            ax.scatter(r["latency_ms"], r[key], s=50, label=r["method"])
+            ax.annotate(r["method"][:3], (r["latency_ms"], r[key]), fontsize=8, xytext=(4, 4),
+                        textcoords="offset points")
         ax.scatter(base["latency_ms"], base[key], marker="*", s=160, c="k")
         ax.annotate("base", (base["latency_ms"], base[key]), fontsize=8, xytext=(4, 4), textcoords="offset points")
         ax.set_xlabel("latency, ms (onnxruntime CPU, 1 thread)")
         ax.set_ylabel(f"{label} after recovery")
         ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
