@@ -27,7 +27,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--mode", default="loss", choices=["loss", "reward", "pareto"], help="MOOL loss, MnasNet "
                    "reward, or NSGA-II Pareto search")
     p.add_argument("--target-latency", help="hard latency target, e.g. 12ms")
-    p.add_argument("--speedup", type=float, help="pareto mode: choose the front point with this speed-up")
+    p.add_argument("--speedup", type=float, help="latency target as a speed-up over the base model measured on the "
+                   "backend, e.g. 2 (instead of --target-latency)")
     p.add_argument("--lambda-latency", type=float, default=1.0, help="weight of T/T0 in the loss")
     p.add_argument("--lambda-flops", type=float, default=0.0, help="weight of F/F0 in the loss")
     p.add_argument("--lambda-params", type=float, default=0.0, help="weight of P/P0 in the loss")
@@ -54,7 +55,12 @@ def config_from_args(args: argparse.Namespace):
                  "params_weight": args.lambda_params, "target_latency_ms": parse_ms(args.target_latency),
                  "max_flops": args.max_gflops * 1e9 if args.max_gflops else None,
                  "max_params": args.max_mparams * 1e6 if args.max_mparams else None}
-    if args.backend == "none" and (args.lambda_latency or objective["target_latency_ms"] or args.mode != "loss"):
+    if args.speedup and objective["target_latency_ms"]:
+        raise ValueError("give --target-latency or --speedup, not both")
+    if args.mode == "reward" and not (args.speedup or objective["target_latency_ms"]):
+        raise ValueError("the reward objective needs --target-latency or --speedup")
+    if args.backend == "none" and (args.lambda_latency or objective["target_latency_ms"] or args.speedup
+                                   or args.mode != "loss"):
         raise ValueError("--backend none has no latency: use --lambda-latency 0 with --lambda-flops/--lambda-params "
                          "and no --target-latency")
     return SearchConfig(
@@ -64,7 +70,7 @@ def config_from_args(args: argparse.Namespace):
         importance=args.importance, objective=objective, backend=args.backend, threads=args.threads,
         runs=args.runs, predict=args.predict, measure="none" if args.backend == "none" else args.measure,
         val_images=args.val_images, bn_batches=args.bn_batches, sensitivity=list(args.sensitivity),
-        seed=args.seed, choose_speedup=args.speedup)
+        seed=args.seed, speedup=args.speedup)
 
 
 def search(args: argparse.Namespace) -> dict:

@@ -12,7 +12,7 @@ __all__ = ["SearchConfig", "parse_ms"]
 
 # Settings that change what a trial means: a resumed run must not change them
 FIXED = ("checkpoint", "data", "img_size", "scopes", "step", "max_ratio", "round_to", "min_width", "importance",
-         "objective", "val_images", "bn_batches", "conf_thres", "backend", "threads", "seed")
+         "objective", "speedup", "val_images", "bn_batches", "conf_thres", "backend", "threads", "seed")
 
 
 def parse_ms(text: str | float | None) -> float | None:
@@ -61,7 +61,7 @@ class SearchConfig:
     conf_thres: float = 0.01
     sensitivity: list = field(default_factory=lambda: [0.5])  # ratios; [] skips sensitivity and seeding
     seed: int = 0
-    choose_speedup: float | None = None  # pareto mode: pick the front point by speed-up
+    speedup: float | None = None  # latency target as a speed-up over the base model (measured on the backend)
     heartbeat_s: int = 10
     grace_s: int = 30
 

@@ -49,8 +49,6 @@ class Objective:
     def __post_init__(self) -> None:
         if self.mode not in ("loss", "reward", "pareto"):
             raise ValueError(f"objective mode must be loss, reward or pareto, not {self.mode!r}")
-        if self.mode == "reward" and not self.target_latency_ms:
-            raise ValueError("the reward objective needs a target latency (--target-latency)")
         if min(self.latency_weight, self.flops_weight, self.params_weight) < 0:
             raise ValueError("objective weights must be >= 0")
 
@@ -63,6 +61,8 @@ class Objective:
         if self.mode == "pareto":
             return [s.map50, s.latency_ms]
         if self.mode == "reward":
+            if not self.target_latency_ms:
+                raise ValueError("the reward objective needs a target latency (--target-latency or --speedup)")
             t = s.latency_ms / self.target_latency_ms
             w = self.reward_w if t <= 1 else self.reward_w_over
             return [-s.map50 * t ** w]

@@ -14,6 +14,7 @@ from ..checkpoint import save_checkpoint
 from ..files import atomic_write_text, write_json
 from ..tables import format_table, markdown_table
 from .context import SearchContext
+from .study import resolve_target
 from .objective import Scores, choose, pareto_front
 
 __all__ = ["choose_trial", "trial_rows", "write_report"]
@@ -39,9 +40,10 @@ def choose_trial(study: optuna.Study, ctx: SearchContext, rows: list[dict]) -> d
     obj = ctx.objective
     if obj.mode != "pareto":
         feasible = [r for r in rows if all(c <= 0 for c in obj.constraints(_scores(r)))]
-        return min(feasible or rows, key=lambda r: r["values"][0])
+        best = min(feasible or rows, key=lambda r: r["values"][0])
+        return {**best, "feasible": bool(feasible)}
     base_ms = study.user_attrs["base"]["latency_ms"]
-    i = choose([(r["map50"], r["latency_ms"]) for r in rows], obj.target_latency_ms, ctx.cfg.choose_speedup, base_ms)
+    i = choose([(r["map50"], r["latency_ms"]) for r in rows], obj.target_latency_ms, None, base_ms)
     return rows[i] if i is not None else None
 
 
@@ -57,6 +59,7 @@ def _row(name: str, s: dict, base: dict) -> dict:
 
 def write_report(study: optuna.Study, ctx: SearchContext, log=print) -> dict:
     cfg, out = ctx.cfg, ctx.cfg.run_dir
+    resolve_target(ctx, study)
     rows = trial_rows(study)
     base, uniform = study.user_attrs["base"], study.user_attrs.get("uniform", [])
     best = choose_trial(study, ctx, rows)
@@ -72,8 +75,11 @@ def write_report(study: optuna.Study, ctx: SearchContext, log=print) -> dict:
                                                                  "pruned_from": cfg.checkpoint, "search": str(out)})
         cand.plan.info.update(source=cfg.checkpoint, trial=best["trial"])
         cand.plan.save(out / "best.plan.json")
-        result["chosen"] = chosen
+        result["chosen"] = {**chosen, "feasible": best.get("feasible", True)}
         table.append(_row(f"search (trial {best['trial']})", chosen, base))
+        if not best.get("feasible", True):
+            log("warning: no trial met the hard limits (target latency, --max-gflops, --max-mparams); the table shows "
+                "the best of the others. Run more trials, or loosen the limits.")
     write_csv(out / "trials.csv", rows)
     front = pareto_front([(r["map50"], r["latency_ms"]) for r in rows])
     write_csv(out / "pareto.csv", [rows[i] for i in front])

@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from ..files import write_json
 from ..latency.base import MeasurementError
 from .config import SearchConfig
 from .context import SearchContext
@@ -62,6 +63,12 @@ def base_scores(study: optuna.Study) -> Scores:
     return Scores(**study.user_attrs["base"])
 
 
+def resolve_target(ctx: SearchContext, study: optuna.Study) -> None:
+    """`--speedup X` becomes a latency target: the base model's latency as measured on this backend, over X."""
+    if ctx.cfg.speedup:
+        ctx.objective.target_latency_ms = base_scores(study).latency_ms / ctx.cfg.speedup
+
+
 def measured_front(study: optuna.Study) -> list[tuple[float, float]]:
     """(mAP@0.5, measured ms) of every measured point: base, uniform baseline and completed trials."""
     pts = [(p["map50"], p["latency_ms"]) for p in [study.user_attrs.get("base", {})]
@@ -88,12 +95,13 @@ def prepare(cfg: SearchConfig, ctx: SearchContext, progress: bool = True, log=pr
         base = Scores(**measured(0.0))
         study.set_user_attr("base", base.__dict__)
         log(f"base model: mAP@0.5 {base.map50:.3f}, {base.latency_ms:.2f} ms, {base.flops / 1e9:.2f} GFLOPs")
+    resolve_target(ctx, study)
+    if ctx.objective.target_latency_ms:
+        log(f"latency target: {ctx.objective.target_latency_ms:.2f} ms")
     if "uniform" not in study.user_attrs:
         study.set_user_attr("uniform", [{**measured(r), "ratio": r} for r in UNIFORM_BASELINE])
     if cfg.sensitivity and not study.user_attrs.get("seeded"):
         sens = measure_sensitivity(ev, ctx.space, base_scores(study), tuple(cfg.sensitivity), progress)
-        from ..files import write_json
-
         write_json(cfg.run_dir / "sensitivity.json", sens)
         seeds = seed_trials(ctx.space, sens)
         for params in seeds:
@@ -114,6 +122,7 @@ def run_worker(cfg: SearchConfig, ctx: SearchContext, worker_id: int = 0, on_tri
     """Run trials until the study holds `cfg.trials` completed ones. Returns how many this worker completed."""
     study = _study_for(cfg, ctx, cfg.seed + 1 + worker_id)
     base = base_scores(study)
+    resolve_target(ctx, study)
     done = 0
 
     def objective(trial: optuna.Trial):

@@ -54,6 +54,10 @@ def test_profile_predicts_with_a_table_it_builds_once(trained, capsys):
     (["profile", "__FILE__"], "is not a readable ONNX model"),
     (["profile", "__FILE__", "--predict", "lut.json"], "--predict needs an edgeprune checkpoint"),
     (["profile", "__FILE__", "--backend", "tpu"], "unknown latency backend 'tpu'"),
+    (["search", "x.pt", "--data", "d.yaml", "--speedup", "2", "--target-latency", "5ms"], "not both"),
+    (["search", "x.pt", "--data", "d.yaml", "--mode", "reward"], "needs --target-latency or --speedup"),
+    (["search", "x.pt", "--data", "d.yaml", "--backend", "none"], "--backend none has no latency"),
+    (["search", "x.pt", "--data", "d.yaml", "--target-latency", "soon"], "write milliseconds"),
     (["train", "--data", "nowhere.yaml"], "nowhere.yaml: does not exist"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):

@@ -48,7 +48,7 @@ def test_bad_objectives_and_latencies_are_refused():
     with pytest.raises(ValueError, match="mode"):
         Objective(mode="fastest")
     with pytest.raises(ValueError, match="target latency"):
-        Objective(mode="reward")
+        Objective(mode="reward").values(s(0.7, 6.0), BASE)
     assert parse_ms("12ms") == 12.0 and parse_ms("0.5 s") == 500.0 and parse_ms(7) == 7.0
     with pytest.raises(ValueError, match="milliseconds"):
         parse_ms("fast")
