@@ -19,7 +19,7 @@ from ..models import example_input
 from ..prune import plan_from_ratios, prune_model
 from .predictor import LatencyPredictor, measure_models
 
-__all__ = ["calibration_models", "default_align", "predictor_for"]
+__all__ = ["UNIFORM", "calibration_models", "default_align", "predictor_for", "pruned_copy"]
 
 UNIFORM = ((0.0, 8), (0.3, 1), (0.3, 8), (0.5, 1), (0.5, 8), (0.7, 1), (0.7, 8))
 
