@@ -41,12 +41,16 @@ def train(args: argparse.Namespace) -> None:
     model = load_model(args.weights).train() if args.weights else create_model(args.model, len(spec.names))
     lr0 = args.lr0 if args.lr0 is not None else (0.01 if args.optimizer == "sgd" else 0.002)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, img_size=args.imgsz, optimizer=args.optimizer,
-                      lr0=lr0, seed=args.seed, threads=args.threads, eval_every=args.eval_every)
+                      lr0=lr0, seed=args.seed, threads=args.threads, eval_every=args.eval_every,
+                      sparsity=args.sparsity, sparsity_lambda=args.sparsity_lambda)
     last = run_training(model, spec.train, spec.val, cfg, args.out, resume=args.resume,
                         progress=not args.no_progress)
     print(format_table([last]))
     print(f"checkpoints: {Path(args.out) / 'best.pt'}, {Path(args.out) / 'last.pt'}; "
           f"per-epoch metrics: {Path(args.out) / 'metrics.csv'}")
+    if args.sparsity != "none":
+        print(f"sparsity: {Path(args.out) / 'sparsity.json'} (per-layer shares, evenness), "
+              f"{Path(args.out) / 'gamma.png'} (|gamma| histograms)")
 
 
 def evaluate(args: argparse.Namespace) -> dict:

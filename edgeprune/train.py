@@ -22,8 +22,9 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .data.dataset import build_loader
 from .evaluate import evaluate
-from .files import atomic_write_text
+from .files import atomic_write_text, write_json
 from .models.loss import YOLOv5Loss
+from .sparsity import Sparsifier, evenness, layer_sparsity, plot_gamma
 
 
 @dataclass
@@ -44,6 +45,8 @@ class TrainConfig:
     workers: int = 0
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     channels_last: bool = True  # NHWC: about 25 % faster training on a 2-core CPU (oneDNN convolutions)
+    sparsity: str = "none"  # none | bn-l1 | l1rr | heatmap (edgeprune.sparsity)
+    sparsity_lambda: float = 1e-3
 
 
 class ModelEMA:
@@ -139,6 +142,7 @@ class Trainer:
         self.criterion = YOLOv5Loss(model.head, img_size=cfg.img_size)
         self.optimizer = build_optimizer(model, cfg)
         self.ema = ModelEMA(model) if cfg.ema else None
+        self.sparsifier = Sparsifier(model, cfg.sparsity, cfg.sparsity_lambda) if cfg.sparsity != "none" else None
         self.start_epoch, self.best, self.rows = 0, -1.0, []
 
     def resume(self) -> None:
@@ -153,6 +157,8 @@ class Trainer:
         if self.ema is not None and state.get("ema") is not None:
             load_weights(self.ema.ema, state["ema"], source=str(path))
             self.ema.updates = state["ema_updates"]
+        if self.sparsifier is not None:
+            self.sparsifier.load_state_dict(state.get("sparsity"))
         self.start_epoch, self.best, self.rows = state["epoch"] + 1, state["best_fitness"], state["rows"]
         self.train_loader.sampler.epoch = self.start_epoch  # the same shuffles and augmentations as without the kill
 
@@ -165,13 +171,29 @@ class Trainer:
                    "lr": self.optimizer.param_groups[0]["lr"]}
             row["train_seconds"] = time.perf_counter() - t0
             row["images_per_second"] = len(self.train_loader.dataset) / row["train_seconds"]
+            if self.sparsifier is not None:
+                shares = layer_sparsity(self.model, 0.01, relative=True)
+                row["gamma_l1"] = self.sparsifier.penalty()
+                row["sparse_share"] = sum(shares.values()) / max(len(shares), 1)
             last = epoch + 1 == cfg.epochs
             if self.val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or last):
                 m = evaluate(self.eval_model, self.val_loader)
                 row.update({k: m[k] for k in ("precision", "recall", "map50", "map")})
             self.rows.append(row)
             self._save(epoch, row)
+        if self.sparsifier is not None:
+            self._sparsity_report()
         return self.rows[-1] if self.rows else {}
+
+    def _sparsity_report(self) -> None:
+        """gamma.png (per-layer |γ| histograms) and sparsity.json (per-layer share under 1 % of the layer's largest
+        |γ|, and how even that is across layers) in the run directory."""
+        shares = layer_sparsity(self.eval_model, 0.01, relative=True)
+        write_json(self.run_dir / "sparsity.json", {"method": self.cfg.sparsity, "lambda": self.cfg.sparsity_lambda,
+                                                    "threshold": "0.01 x layer max |gamma|", "layers": shares,
+                                                    "mean_share": sum(shares.values()) / max(len(shares), 1),
+                                                    "evenness": evenness(shares)})
+        plot_gamma(self.eval_model, self.run_dir / "gamma.png")
 
     @property
     def eval_model(self) -> nn.Module:
@@ -188,6 +210,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
+            if self.sparsifier is not None:  # after clipping, which must not shrink the penalty
+                self.sparsifier.apply(epoch * nb + i, self.cfg.epochs * nb)
             self.optimizer.step()
             if self.ema is not None:
                 self.ema.update(self.model)
@@ -204,6 +228,7 @@ class Trainer:
             "ema": self.ema.ema.state_dict() if self.ema is not None else None,
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "best_fitness": self.best, "rows": self.rows, "config": asdict(self.cfg),
+            "sparsity": self.sparsifier.state_dict() if self.sparsifier is not None else None,
         }
         weights = self.eval_model.state_dict()
         save_checkpoint(self.run_dir / "last.pt", self.model, metrics=row, train=train_state, state_dict=weights)

@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 import torch
@@ -16,8 +17,9 @@ def spec(tmp_path_factory):
     return load_dataset(synthesize(root, 8, 4, size=96, seed=3, progress=False))
 
 
-def _cfg(epochs=2, eval_every=1):
-    return TrainConfig(epochs=epochs, batch_size=4, img_size=96, warmup_epochs=0.5, seed=1, eval_every=eval_every)
+def _cfg(epochs=2, eval_every=1, **kw):
+    return TrainConfig(epochs=epochs, batch_size=4, img_size=96, warmup_epochs=0.5, seed=1, eval_every=eval_every,
+                       **kw)
 
 
 def test_train_writes_checkpoints_and_metrics(tmp_path, spec):
@@ -41,7 +43,8 @@ class Killed(Exception):
     pass
 
 
-def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch):
+@pytest.mark.parametrize("sparsity", ["none", "l1rr"])
+def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch, sparsity):
     torch.manual_seed(0)
     init = create_model("yolov5n", 1).state_dict()
 
@@ -50,7 +53,8 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch)
         m.load_state_dict(init)
         return m
 
-    train(fresh(), spec.train, spec.val, _cfg(), tmp_path / "straight", progress=False)
+    cfg = _cfg(sparsity=sparsity, sparsity_lambda=0.05)
+    train(fresh(), spec.train, spec.val, cfg, tmp_path / "straight", progress=False)
 
     save = Trainer._save
 
@@ -60,15 +64,32 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch)
 
     monkeypatch.setattr(Trainer, "_save", save_then_die)
     with pytest.raises(Killed):
-        train(fresh(), spec.train, spec.val, _cfg(), tmp_path / "killed", progress=False)
+        train(fresh(), spec.train, spec.val, cfg, tmp_path / "killed", progress=False)
     monkeypatch.setattr(Trainer, "_save", save)
-    train(fresh(), spec.train, spec.val, _cfg(), tmp_path / "killed", resume=True, progress=False)
+    train(fresh(), spec.train, spec.val, cfg, tmp_path / "killed", resume=True, progress=False)
 
     a = load_checkpoint(tmp_path / "straight" / "last.pt")
     b = load_checkpoint(tmp_path / "killed" / "last.pt")
     assert b["train"]["epoch"] == 1 and len(b["train"]["rows"]) == 2
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, msg=k)
+
+
+def test_sparsity_training_shrinks_gamma_and_reports_it(tmp_path, spec):
+    def gamma_sum(path):
+        sd = load_checkpoint(path)["train"]["model"]
+        return sum(v.abs().sum().item() for k, v in sd.items() if k.endswith("bn.weight"))
+
+    for method in ("none", "bn-l1"):
+        torch.manual_seed(0)
+        train(create_model("yolov5n", 1), spec.train, spec.val, _cfg(sparsity=method, sparsity_lambda=0.5),
+              tmp_path / method, progress=False)
+    assert gamma_sum(tmp_path / "bn-l1" / "last.pt") < gamma_sum(tmp_path / "none" / "last.pt") - 1.0
+    rows = list(csv.DictReader((tmp_path / "bn-l1" / "metrics.csv").open()))
+    assert float(rows[-1]["gamma_l1"]) > 0 and 0 <= float(rows[-1]["sparse_share"]) <= 1
+    report = json.loads((tmp_path / "bn-l1" / "sparsity.json").read_text())
+    assert report["method"] == "bn-l1" and 0 <= report["evenness"] <= 1 and report["layers"]
+    assert (tmp_path / "bn-l1" / "gamma.png").is_file() and not (tmp_path / "none" / "sparsity.json").exists()
 
 
 def test_resume_without_a_run_is_a_clear_error(tmp_path, spec):

@@ -1,0 +1,143 @@
+"""Sparsity training on BatchNorm scale factors (γ), so that pruning the smallest channels later costs little.
+
+`Sparsifier(model, method, lam)` adds the subgradient of a penalty on every BatchNorm2d's γ after
+`loss.backward()` (and after gradient clipping, which must not shrink it):
+
+- `bn-l1` — network slimming: `λ·Σ|γ|`, gradient `λ·sign(γ)`. The same absolute push everywhere: layers whose γ
+  are small reach zero long before layers whose γ are large move at all.
+- `l1rr` — reweighted L1 (L1RR): `λ_l·Σ w_i·|γ_i|` with `w_i = 1/(|γ_i|/m_l + ε)` refreshed every `refresh`
+  steps (Candès et al.: small γ are pushed harder, large ones spared), `m_l = mean|γ_l|`. Self-adaptive strength
+  `λ_l = λ·m_l`: the push is scaled to each layer's own γ magnitude, so every layer sparsifies at the same
+  relative rate (our reading of L1RR's per-layer λ; docs/sparsity.md). Dynamic λ: a linear ramp over the first
+  `warmup` share of training, then constant.
+- `heatmap` — element-level, heatmap-guided (three-stage pruning): each γ's weight is its rank heat inside its
+  layer (`1` for the smallest, `0` for the largest), times `λ·m_l`; every layer pushes the same share of its
+  channels toward zero, so sparsity ends up even across layers.
+
+Diagnostics: `layer_sparsity` (share of channels under a threshold per layer), `evenness` (1 − Gini of those
+shares: 1 when every layer is equally sparse) and `plot_gamma` (per-layer γ histograms).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["METHODS", "Sparsifier", "bn_layers", "evenness", "layer_sparsity", "plot_gamma"]
+
+METHODS = ("none", "bn-l1", "l1rr", "heatmap")
+
+
+def bn_layers(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and m.affine]
+
+
+class Sparsifier:
+    def __init__(self, model: nn.Module, method: str = "bn-l1", lam: float = 1e-3, refresh: int = 100,
+                 eps: float = 0.1, warmup: float = 0.1) -> None:
+        if method not in METHODS[1:]:
+            raise ValueError(f"sparsity method must be one of {', '.join(METHODS[1:])}, not {method!r}")
+        if lam < 0:
+            raise ValueError(f"sparsity lambda must be >= 0, not {lam}")
+        self.method, self.lam, self.refresh, self.eps, self.warmup = method, float(lam), int(refresh), eps, warmup
+        self.layers = bn_layers(model)
+        self.weights: dict[str, torch.Tensor] = {}  # l1rr / heatmap per-channel weights, refreshed every `refresh`
+
+    def strength(self, step: int, total: int) -> float:
+        """λ at this step: constant for bn-l1; a linear ramp over the first `warmup` share for l1rr and heatmap."""
+        if self.method == "bn-l1" or self.warmup <= 0 or total <= 0:
+            return self.lam
+        return self.lam * min(1.0, (step + 1) / max(1.0, self.warmup * total))
+
+    @torch.no_grad()
+    def _refresh(self) -> None:
+        for name, bn in self.layers:
+            g = bn.weight.detach().abs()
+            m = g.mean().clamp_min(1e-12)
+            if self.method == "l1rr":
+                self.weights[name] = m / (g / m + self.eps)  # λ_l·w_i / λ = m_l / (|γ_i|/m_l + ε)
+            else:  # heatmap: rank heat inside the layer, 1 for the smallest γ, 0 for the largest
+                ranks = torch.argsort(torch.argsort(g)).float()
+                self.weights[name] = m * (1 - ranks / max(len(g) - 1, 1))
+
+    @torch.no_grad()
+    def apply(self, step: int, total: int) -> None:
+        """Add the penalty's subgradient to the γ gradients (call after backward and clipping)."""
+        lam = self.strength(step, total)
+        if lam == 0:
+            return
+        if self.method != "bn-l1" and (not self.weights or step % self.refresh == 0):
+            self._refresh()
+        for name, bn in self.layers:
+            if bn.weight.grad is None:
+                bn.weight.grad = torch.zeros_like(bn.weight)
+            push = torch.sign(bn.weight)
+            if self.method != "bn-l1":
+                push = push * self.weights[name].to(push)
+            bn.weight.grad.add_(lam * push)
+
+    def penalty(self) -> float:
+        """The current value of the (unweighted) L1 term Σ|γ|, for logs."""
+        return float(sum(bn.weight.detach().abs().sum() for _, bn in self.layers))
+
+    def state_dict(self) -> dict:
+        return {"weights": {k: v.clone() for k, v in self.weights.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights = {k: v.clone() for k, v in (state or {}).get("weights", {}).items()}
+
+
+def layer_sparsity(model: nn.Module, threshold: float = 0.01, relative: bool = False) -> dict[str, float]:
+    """Share of each BatchNorm layer's channels with |γ| under `threshold` (or under threshold × the layer's max
+    |γ| when `relative`)."""
+    out = {}
+    for name, bn in bn_layers(model):
+        g = bn.weight.detach().abs()
+        t = threshold * float(g.max()) if relative else threshold
+        out[name] = float((g < t).float().mean())
+    return out
+
+
+def evenness(shares: dict[str, float] | list[float]) -> float:
+    """1 − Gini coefficient of per-layer sparse shares: 1 when all layers are equally sparse, toward 0 when one
+    layer holds all of it. 1 as well when nothing is sparse."""
+    x = sorted(shares.values() if isinstance(shares, dict) else shares)
+    n, total = len(x), sum(x)
+    if n == 0 or total == 0:
+        return 1.0
+    gini = sum((2 * (i + 1) - n - 1) * v for i, v in enumerate(x)) / (n * total)
+    return 1.0 - gini
+
+
+def plot_gamma(model: nn.Module, path: str | Path, threshold: float = 0.01, max_layers: int = 64) -> Path:
+    """Per-layer histograms of log10 |γ|, one small panel per BatchNorm; red: `threshold` × the layer's largest
+    |γ| (the line `sparsity.json` counts under)."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    layers = bn_layers(model)[:max_layers]
+    cols = 8
+    rows = max(1, math.ceil(len(layers) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 1.5 * rows), squeeze=False)
+    for ax, (name, bn) in zip(axes.flat, layers):
+        g = bn.weight.detach().abs().clamp_min(1e-6).log10().numpy()
+        line = math.log10(max(threshold * 10 ** float(g.max()), 1e-6))
+        lo, hi = min(float(g.min()), line) - 0.2, max(float(g.max()), line + 1.0) + 0.2
+        ax.hist(g, bins=np.linspace(lo, hi, 30), color="tab:blue")
+        ax.axvline(line, color="tab:red", lw=0.8)
+        ax.set_title(name.replace(".bn", ""), fontsize=6)
+        ax.tick_params(labelsize=5)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    fig.suptitle(f"log10 |γ| per BatchNorm layer (red: {threshold:g} × the layer's largest)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
