@@ -1,0 +1,76 @@
+"""Detection KD: zero for identical outputs, positive otherwise, masked by the teacher's objectness, and it trains
+a student toward its teacher."""
+import pytest
+import torch
+
+from edgeprune.distill import DetectionKD, bernoulli_kl
+from edgeprune.models import create_model
+
+
+def maps(seed, nc=2, shapes=((8, 8), (4, 4), (2, 2))):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(2, 3, h, w, 5 + nc, generator=g) for h, w in shapes]
+
+
+def test_zero_for_identical_outputs_positive_otherwise():
+    kd = DetectionKD()
+    t = maps(0)
+    loss, parts = kd([x.clone() for x in t], t)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6) and torch.allclose(parts, torch.zeros(3), atol=1e-6)
+    loss, parts = kd(maps(1), t)
+    assert loss.item() > 0 and (parts > 0).all()
+
+
+def test_bernoulli_kl_is_a_divergence():
+    a, b = torch.randn(100), torch.randn(100)
+    assert (bernoulli_kl(a, b) >= -1e-6).all() and bernoulli_kl(a, a).abs().max() < 1e-6
+    assert bernoulli_kl(a, b, temperature=4.0).mean() < bernoulli_kl(a, b).mean()  # softened
+
+
+def test_classes_and_boxes_only_count_where_the_teacher_sees_objects():
+    kd = DetectionKD(w_obj=0.0)
+    t, s = maps(0), maps(0)
+    for x in t:
+        x[..., 4] = -30.0  # the teacher sees no object anywhere
+    for x in s:
+        x[..., :4] += 3.0  # the student's boxes and classes disagree...
+        x[..., 5:] -= 3.0
+        x[..., 4] = -30.0
+    loss, _ = kd(s, t)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)  # ... where nothing is, which does not count
+    t[0][0, 0, 0, 0, 4] = 30.0  # one confident teacher cell
+    assert kd(s, t)[0].item() > 0.1
+
+
+def test_gradients_reach_the_student_only():
+    s = [x.requires_grad_() for x in maps(1)]
+    t = [x.requires_grad_() for x in maps(0)]
+    DetectionKD()(s, t)[0].backward()
+    assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in s) and all(x.grad is None for x in t)
+
+
+def test_a_student_learns_its_teacher():
+    torch.manual_seed(0)
+    teacher, student = create_model("yolov5n", 1).train(), create_model("yolov5n", 1).train()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        target = teacher(x)
+    kd = DetectionKD()
+    opt = torch.optim.Adam(student.parameters(), lr=1e-3)
+    first = None
+    for _ in range(15):
+        loss, _ = kd(student(x), target)
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_mismatched_maps_are_refused():
+    with pytest.raises(ValueError, match="differ"):
+        DetectionKD()(maps(0, nc=2), maps(0, nc=3))
+    with pytest.raises(ValueError, match="levels"):
+        DetectionKD()(maps(0)[:2], maps(0))
+    with pytest.raises(ValueError, match="temperature"):
+        DetectionKD(temperature=0)
