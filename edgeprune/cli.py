@@ -48,6 +48,22 @@ def _add_model_parsers(sub) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad labels instead of stopping")
     p.add_argument("--no-progress", action="store_true")
 
+    p = sub.add_parser("finetune", help="recover a pruned detector: fine-tuning, or distillation from a teacher")
+    p.add_argument("checkpoint", help="the pruned checkpoint (edgeprune prune / search)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--teacher", help="distil from this checkpoint (e.g. the unpruned model)")
+    p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation loss")
+    p.add_argument("--kd-temperature", type=float, default=1.0)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")
+    p.add_argument("--lr0", type=float, default=0.002, help="initial lr (SGD); lower than training from scratch")
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/finetune")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true")
+
     p = sub.add_parser("eval", help="mAP@0.5, mAP@0.5:0.95, precision and recall on the validation split")
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True)
@@ -104,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "data": commands.data, "train": commands.train, "eval": commands.evaluate, "export": commands.export,
         "profile": commands.profile, "demo": commands.demo, "groups": prune_commands.groups,
-        "prune": prune_commands.prune, "search": search_commands.search,
+        "prune": prune_commands.prune, "search": search_commands.search, "finetune": commands.finetune,
     }[args.cmd]
     try:
         handler(args)

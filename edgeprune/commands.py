@@ -53,6 +53,27 @@ def train(args: argparse.Namespace) -> None:
               f"{Path(args.out) / 'gamma.png'} (|gamma| histograms)")
 
 
+def finetune(args: argparse.Namespace) -> dict:
+    """Recover a pruned model: plain fine-tuning, or detection KD from `--teacher` on top of the detection loss."""
+    from .checkpoint import load_model
+    from .data.formats import load_dataset
+    from .train import TrainConfig
+    from .train import train as run_training
+
+    student = load_model(args.checkpoint).train()
+    teacher = load_model(args.teacher) if args.teacher else None
+    spec = load_dataset(args.data)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, img_size=args.imgsz, lr0=args.lr0,
+                      warmup_epochs=1.0, seed=args.seed, eval_every=args.eval_every, kd_weight=args.kd_weight,
+                      kd_temperature=args.kd_temperature)
+    last = run_training(student, spec.train, spec.val, cfg, args.out, resume=args.resume,
+                        progress=not args.no_progress, teacher=teacher)
+    print(format_table([last]))
+    how = f"distilled from {args.teacher}" if teacher is not None else "fine-tuned"
+    print(f"{how}: {Path(args.out) / 'best.pt'}, {Path(args.out) / 'last.pt'}, {Path(args.out) / 'metrics.csv'}")
+    return last
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     from .checkpoint import load_model
     from .data.dataset import build_loader

@@ -1,4 +1,5 @@
 """The CLI verbs end to end on a tiny synthetic set, and the one-line errors users get for bad input."""
+import csv
 import json
 
 import pytest
@@ -35,6 +36,16 @@ def test_profile_accepts_a_checkpoint(trained):
     assert main(["profile", str(trained / "run/best.pt"), "--imgsz", "64", "--runs", "3", "--warmup", "1"]) == 0
 
 
+def test_prune_then_finetune_with_a_teacher(trained, capsys):
+    ckpt, pruned = str(trained / "run/best.pt"), str(trained / "pruned.pt")
+    assert main(["prune", ckpt, "--ratio", "0.5", "-o", pruned, "--imgsz", "96"]) == 0
+    assert main(["finetune", pruned, "--data", str(trained / "data/data.yaml"), "--teacher", ckpt, "--epochs", "1",
+                 "--batch", "4", "--imgsz", "96", "--out", str(trained / "ft"), "--no-progress"]) == 0
+    assert f"distilled from {ckpt}" in capsys.readouterr().out
+    row = list(csv.DictReader((trained / "ft/metrics.csv").open()))[-1]
+    assert float(row["kd_obj"]) > 0 and "map50" in row
+
+
 def test_profile_predicts_with_a_table_it_builds_once(trained, capsys):
     ckpt, lut = str(trained / "run/best.pt"), trained / "lut.json"
     argv = ["profile", ckpt, "--imgsz", "64", "--runs", "10", "--warmup", "2", "--threads", "1",
@@ -59,6 +70,7 @@ def test_profile_predicts_with_a_table_it_builds_once(trained, capsys):
     (["search", "x.pt", "--data", "d.yaml", "--backend", "none"], "--backend none has no latency"),
     (["search", "x.pt", "--data", "d.yaml", "--target-latency", "soon"], "write milliseconds"),
     (["train", "--data", "nowhere.yaml"], "nowhere.yaml: does not exist"),
+    (["finetune", "missing.pt", "--data", "x.yaml"], "missing.pt: no such checkpoint"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     bad = tmp_path / "bad.onnx"

@@ -43,8 +43,8 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("sparsity", ["none", "l1rr"])
-def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch, sparsity):
+@pytest.mark.parametrize("sparsity, distil", [("none", False), ("l1rr", False), ("none", True)])
+def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch, sparsity, distil):
     torch.manual_seed(0)
     init = create_model("yolov5n", 1).state_dict()
 
@@ -54,7 +54,8 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch,
         return m
 
     cfg = _cfg(sparsity=sparsity, sparsity_lambda=0.05)
-    train(fresh(), spec.train, spec.val, cfg, tmp_path / "straight", progress=False)
+    teacher = create_model("yolov5n", 1) if distil else None  # mid-recovery: a student distilling a teacher
+    train(fresh(), spec.train, spec.val, cfg, tmp_path / "straight", progress=False, teacher=teacher)
 
     save = Trainer._save
 
@@ -64,13 +65,14 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch,
 
     monkeypatch.setattr(Trainer, "_save", save_then_die)
     with pytest.raises(Killed):
-        train(fresh(), spec.train, spec.val, cfg, tmp_path / "killed", progress=False)
+        train(fresh(), spec.train, spec.val, cfg, tmp_path / "killed", progress=False, teacher=teacher)
     monkeypatch.setattr(Trainer, "_save", save)
-    train(fresh(), spec.train, spec.val, cfg, tmp_path / "killed", resume=True, progress=False)
+    train(fresh(), spec.train, spec.val, cfg, tmp_path / "killed", resume=True, progress=False, teacher=teacher)
 
     a = load_checkpoint(tmp_path / "straight" / "last.pt")
     b = load_checkpoint(tmp_path / "killed" / "last.pt")
     assert b["train"]["epoch"] == 1 and len(b["train"]["rows"]) == 2
+    assert ("kd_obj" in b["train"]["rows"][-1]) is distil
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, msg=k)
 
