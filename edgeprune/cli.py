@@ -54,6 +54,9 @@ def _add_model_parsers(sub) -> None:
     p.add_argument("--teacher", help="distil from this checkpoint (e.g. the unpruned model)")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation loss")
     p.add_argument("--kd-temperature", type=float, default=1.0)
+    p.add_argument("--self-reflection", type=float, default=0.0, metavar="A_T",
+                   help="student self-reflection: its previous-epoch predictions as soft targets, weight growing "
+                   "linearly to A_T (e.g. 0.5); alone or with --teacher")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")

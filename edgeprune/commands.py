@@ -65,11 +65,12 @@ def finetune(args: argparse.Namespace) -> dict:
     spec = load_dataset(args.data)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, img_size=args.imgsz, lr0=args.lr0,
                       warmup_epochs=1.0, seed=args.seed, eval_every=args.eval_every, kd_weight=args.kd_weight,
-                      kd_temperature=args.kd_temperature)
+                      kd_temperature=args.kd_temperature, self_reflection=args.self_reflection)
     last = run_training(student, spec.train, spec.val, cfg, args.out, resume=args.resume,
                         progress=not args.no_progress, teacher=teacher)
     print(format_table([last]))
     how = f"distilled from {args.teacher}" if teacher is not None else "fine-tuned"
+    how += " with self-reflection" if args.self_reflection else ""
     print(f"{how}: {Path(args.out) / 'best.pt'}, {Path(args.out) / 'last.pt'}, {Path(args.out) / 'metrics.csv'}")
     return last
 

@@ -50,6 +50,7 @@ class TrainConfig:
     sparsity_lambda: float = 1e-3
     kd_weight: float = 1.0  # with a teacher: loss = detection loss + kd_weight · DetectionKD (edgeprune.distill)
     kd_temperature: float = 1.0
+    self_reflection: float = 0.0  # a_T > 0: the student's previous-epoch predictions as soft targets, a_t = a_T·t/T
 
 
 class ModelEMA:
@@ -151,6 +152,8 @@ class Trainer:
             self.teacher = teacher.to(memory_format=self.memory_format).eval().requires_grad_(False)
             self.teacher.head.train()  # raw Detect maps, with the teacher's batch norms frozen in eval mode
             self.kd = DetectionKD(temperature=cfg.kd_temperature)
+        self.reflect = DetectionKD(temperature=cfg.kd_temperature) if cfg.self_reflection > 0 else None
+        self.previous: nn.Module | None = None  # the student as it was at the end of the last epoch
         self.start_epoch, self.best, self.rows = 0, -1.0, []
 
     def resume(self) -> None:
@@ -212,12 +215,17 @@ class Trainer:
     def _train_epoch(self, epoch: int, nb: int) -> list[float]:
         self.model.train()
         total, kd_total = torch.zeros(3), torch.zeros(3)
+        a_t = self._reflection_weight(epoch)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", disable=not self.progress)
         for i, (images, targets, _) in enumerate(bar):
             set_lr(self.optimizer, self.cfg, epoch * nb + i, nb)
             images = images.contiguous(memory_format=self.memory_format)
             out = self.model(images)
             loss, parts = self.criterion(out, targets)
+            if a_t > 0:  # (1 − a_t)·y + a_t·p_{t−1}: the detection loss and KD from last epoch's self
+                with torch.no_grad():
+                    p_prev = self.previous(images)
+                loss = (1 - a_t) * loss + a_t * self.reflect(out, p_prev)[0] * images.shape[0]
             if self.kd is not None:
                 with torch.no_grad():
                     t_out = self.teacher(images)
@@ -236,6 +244,14 @@ class Trainer:
             bar.set_postfix(box=f"{parts[0]:.4f}", obj=f"{parts[1]:.4f}", cls=f"{parts[2]:.4f}")
         self.kd_losses = (kd_total / max(nb, 1)).tolist()
         return (total / max(nb, 1)).tolist()
+
+    def _reflection_weight(self, epoch: int) -> float:
+        """a_t for this epoch (0 in the first: there is no previous self yet), and the frozen previous self."""
+        if self.reflect is None or epoch == 0:
+            return 0.0
+        self.previous = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.previous.head.train()  # raw maps, batch norms frozen
+        return self.cfg.self_reflection * epoch / max(self.cfg.epochs - 1, 1)
 
     def _save(self, epoch: int, row: dict) -> None:
         score = fitness(row) if "map" in row else -1.0

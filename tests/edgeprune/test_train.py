@@ -43,8 +43,9 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("sparsity, distil", [("none", False), ("l1rr", False), ("none", True)])
-def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch, sparsity, distil):
+@pytest.mark.parametrize("sparsity, distil, reflect", [("none", False, 0.0), ("l1rr", False, 0.0),
+                                                       ("none", True, 0.5)])
+def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch, sparsity, distil, reflect):
     torch.manual_seed(0)
     init = create_model("yolov5n", 1).state_dict()
 
@@ -53,7 +54,7 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch,
         m.load_state_dict(init)
         return m
 
-    cfg = _cfg(sparsity=sparsity, sparsity_lambda=0.05)
+    cfg = _cfg(epochs=3, sparsity=sparsity, sparsity_lambda=0.05, self_reflection=reflect)
     teacher = create_model("yolov5n", 1) if distil else None  # mid-recovery: a student distilling a teacher
     train(fresh(), spec.train, spec.val, cfg, tmp_path / "straight", progress=False, teacher=teacher)
 
@@ -71,7 +72,7 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch,
 
     a = load_checkpoint(tmp_path / "straight" / "last.pt")
     b = load_checkpoint(tmp_path / "killed" / "last.pt")
-    assert b["train"]["epoch"] == 1 and len(b["train"]["rows"]) == 2
+    assert b["train"]["epoch"] == 2 and len(b["train"]["rows"]) == 3
     assert ("kd_obj" in b["train"]["rows"][-1]) is distil
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, msg=k)
@@ -92,6 +93,16 @@ def test_sparsity_training_shrinks_gamma_and_reports_it(tmp_path, spec):
     report = json.loads((tmp_path / "bn-l1" / "sparsity.json").read_text())
     assert report["method"] == "bn-l1" and 0 <= report["evenness"] <= 1 and report["layers"]
     assert (tmp_path / "bn-l1" / "gamma.png").is_file() and not (tmp_path / "none" / "sparsity.json").exists()
+
+
+def test_self_reflection_weight_grows_and_the_previous_self_is_frozen(tmp_path, spec):
+    trainer = Trainer(create_model("yolov5n", 1), spec.train, spec.val, _cfg(epochs=5, self_reflection=0.5),
+                      tmp_path, progress=False)
+    weights = [trainer._reflection_weight(e) for e in range(5)]
+    assert weights == pytest.approx([0.0, 0.125, 0.25, 0.375, 0.5])
+    prev = trainer.previous
+    assert prev is not trainer.model and not any(p.requires_grad for p in prev.parameters())
+    assert prev.head.training and not prev.backbone.training  # raw maps, frozen batch norms
 
 
 def test_resume_without_a_run_is_a_clear_error(tmp_path, spec):
