@@ -30,6 +30,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz", help="input size for the FLOP count")
     p.add_argument("--data", help="dataset for taylor importance (gradients on a few training batches)")
     p.add_argument("--batches", type=int, default=4, help="training batches for taylor importance")
+    p.add_argument("--steps", type=int, default=1, help="prune in this many steps, recovering after each")
+    p.add_argument("--assistant-kd", action="store_true", help="with --steps: each step distils from the model "
+                   "before it (teacher-assistant chain); without it each step is plainly fine-tuned")
+    p.add_argument("--finetune-epochs", type=int, default=5, help="with --steps: recovery epochs per step")
 
 
 def _scores(model: nn.Module, groups: list, args: argparse.Namespace) -> dict:
@@ -40,6 +44,32 @@ def _scores(model: nn.Module, groups: list, args: argparse.Namespace) -> dict:
             raise ValueError("taylor importance needs gradients: pass --data DATA (a few training batches are used)")
         _accumulate_gradients(model, args.data, args.imgsz, args.batches)
     return score_groups(groups, args.importance, alpha=getattr(args, "alpha", 0.5))
+
+
+def _prune_in_steps(model: nn.Module, plan, groups: list, args: argparse.Namespace) -> nn.Module:
+    """`--steps K`: K nested cuts, each recovered for `--finetune-epochs` (distilling the model before the cut
+    with `--assistant-kd`); run directories `OUT.stepN/` beside the output."""
+    from .chain import prune_in_steps, step_plans
+    from .checkpoint import load_model
+    from .data.formats import load_dataset
+    from .importance import score_groups
+    from .train import TrainConfig, train
+
+    spec = load_dataset(args.data)
+    plans = step_plans(plan, groups, score_groups(groups, "l1" if args.importance == "taylor" else args.importance),
+                       args.steps, args.round_to, args.min_width)
+
+    def recover(student: nn.Module, teacher: nn.Module, step: int) -> nn.Module:
+        run = Path(args.out).with_suffix(f".step{step}")
+        print(f"step {step}/{args.steps}: {'distilling from the previous model' if args.assistant_kd else 'fine-tuning'}"
+              f" for {args.finetune_epochs} epochs -> {run}", flush=True)
+        cfg = TrainConfig(epochs=args.finetune_epochs, batch_size=16, img_size=args.imgsz, lr0=0.002,
+                          warmup_epochs=min(1.0, args.finetune_epochs / 2), eval_every=args.finetune_epochs)
+        train(student.train(), spec.train, spec.val, cfg, run, progress=False,
+              teacher=teacher if args.assistant_kd else None)
+        return load_model(run / "last.pt").eval()
+
+    return prune_in_steps(model, plans, recover if args.finetune_epochs > 0 else None)[-1]
 
 
 def _accumulate_gradients(model: nn.Module, data: str, img_size: int, batches: int) -> None:
@@ -94,6 +124,8 @@ def prune(args: argparse.Namespace) -> None:
 
     if (args.ratio is None) == (args.plan is None):
         raise ValueError("give either --ratio R (make a plan) or --plan FILE (apply one)")
+    if args.steps > 1 and not args.data:
+        raise ValueError("--steps recovers the model after each step: pass --data DATA")
     model = load_model(args.checkpoint)
     params0, flops0 = _summary(model, args.imgsz)
     found = find_groups(model, example_input(model), ignored_layers=args.ignore)
@@ -104,8 +136,11 @@ def prune(args: argparse.Namespace) -> None:
         plan = plan_global(found, scores, args.ratio, round_to=args.round_to, min_width=args.min_width)
         plan.info.update(importance=args.importance, source=str(args.checkpoint))
     try:
-        with torch.no_grad():
-            prune_model(model, plan, example_input(model))
+        if args.steps > 1:
+            model = _prune_in_steps(model, plan, found, args)
+        else:
+            with torch.no_grad():
+                prune_model(model, plan, example_input(model))
     except KeyError as e:  # a plan made for another model names groups this one does not have
         raise ValueError(f"{args.plan or 'plan'} does not fit {args.checkpoint}: {e.args[0]}") from None
     params1, flops1 = _summary(model, args.imgsz)

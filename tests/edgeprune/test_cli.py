@@ -46,6 +46,23 @@ def test_prune_then_finetune_with_a_teacher(trained, capsys):
     assert float(row["kd_obj"]) > 0 and "map50" in row
 
 
+def test_prune_in_steps_with_teacher_assistants(trained, capsys):
+    ckpt, out = str(trained / "run/best.pt"), trained / "chain.pt"
+    assert main(["prune", ckpt, "--ratio", "0.5", "-o", str(out), "--imgsz", "96", "--steps", "2", "--assistant-kd",
+                 "--data", str(trained / "data/data.yaml"), "--finetune-epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "step 1/2: distilling from the previous model" in printed and "step 2/2" in printed
+    for step in (1, 2):
+        row = list(csv.DictReader((trained / f"chain.step{step}/metrics.csv").open()))[-1]
+        assert float(row["kd_obj"]) > 0
+    from edgeprune.checkpoint import load_model
+    from edgeprune.models import example_input
+
+    model = load_model(out)  # rebuilt from the base and both step plans
+    plan = json.loads(out.with_suffix(".plan.json").read_text())
+    assert model(example_input(model)) is not None and plan["ratio"] > 0.4
+
+
 def test_profile_predicts_with_a_table_it_builds_once(trained, capsys):
     ckpt, lut = str(trained / "run/best.pt"), trained / "lut.json"
     argv = ["profile", ckpt, "--imgsz", "64", "--runs", "10", "--warmup", "2", "--threads", "1",
@@ -71,6 +88,7 @@ def test_profile_predicts_with_a_table_it_builds_once(trained, capsys):
     (["search", "x.pt", "--data", "d.yaml", "--target-latency", "soon"], "write milliseconds"),
     (["train", "--data", "nowhere.yaml"], "nowhere.yaml: does not exist"),
     (["finetune", "missing.pt", "--data", "x.yaml"], "missing.pt: no such checkpoint"),
+    (["prune", "x.pt", "--ratio", "0.5", "-o", "y.pt", "--steps", "3"], "--steps recovers the model"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     bad = tmp_path / "bad.onnx"
