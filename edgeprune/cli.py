@@ -43,6 +43,9 @@ def _add_model_parsers(sub) -> None:
     p.add_argument("--sparsity", default="none", choices=["none", "bn-l1", "l1rr", "heatmap"],
                    help="sparsity training on BatchNorm scale factors (docs/sparsity.md)")
     p.add_argument("--sparsity-lambda", type=float, default=1e-3, help="strength of the sparsity penalty")
+    p.add_argument("--attention-weight", type=float, default=0.0,
+                   help="feature-attention loss: keep the neck's attention inside ground-truth boxes as it was at "
+                   "the start (use with --weights and --sparsity)")
     p.add_argument("--out", default="runs/train", help="run directory (checkpoints, metrics.csv)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad labels instead of stopping")

@@ -42,7 +42,8 @@ def train(args: argparse.Namespace) -> None:
     lr0 = args.lr0 if args.lr0 is not None else (0.01 if args.optimizer == "sgd" else 0.002)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, img_size=args.imgsz, optimizer=args.optimizer,
                       lr0=lr0, seed=args.seed, threads=args.threads, eval_every=args.eval_every,
-                      sparsity=args.sparsity, sparsity_lambda=args.sparsity_lambda)
+                      sparsity=args.sparsity, sparsity_lambda=args.sparsity_lambda,
+                      attention_weight=args.attention_weight)
     last = run_training(model, spec.train, spec.val, cfg, args.out, resume=args.resume,
                         progress=not args.no_progress)
     print(format_table([last]))

@@ -14,6 +14,10 @@
   layer (`1` for the smallest, `0` for the largest), times `λ·m_l`; every layer pushes the same share of its
   channels toward zero, so sparsity ends up even across layers.
 
+`feature_attention_loss` (L1RR's feature attention) keeps the target features while sparsifying: attention maps
+`A = normalize(Σ_c F_c²)` of the neck's outputs, of the model in training against the dense model it started
+from, compared inside the ground-truth boxes.
+
 Diagnostics: `layer_sparsity` (share of channels under a threshold per layer), `evenness` (1 − Gini of those
 shares: 1 when every layer is equally sparse) and `plot_gamma` (per-layer γ histograms).
 """
@@ -25,7 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["METHODS", "Sparsifier", "bn_layers", "evenness", "layer_sparsity", "plot_gamma"]
+__all__ = ["METHODS", "HeadInputs", "Sparsifier", "attention_map", "bn_layers", "box_mask", "evenness",
+           "feature_attention_loss", "layer_sparsity", "plot_gamma"]
 
 METHODS = ("none", "bn-l1", "l1rr", "heatmap")
 
@@ -141,3 +146,52 @@ def plot_gamma(model: nn.Module, path: str | Path, threshold: float = 0.01, max_
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# feature attention: keep the target features while sparsifying (L1RR)
+# ---------------------------------------------------------------------------------------------------------------
+def attention_map(feature: torch.Tensor) -> torch.Tensor:
+    """`A = normalize(Σ_c F_c²)`: spatial attention of a `[B, C, H, W]` feature, L2-normalised per image."""
+    a = feature.pow(2).sum(1).flatten(1)
+    return (a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)).view(feature.shape[0], *feature.shape[2:])
+
+
+def box_mask(targets: torch.Tensor, batch: int, h: int, w: int) -> torch.Tensor:
+    """`[B, H, W]` mask of the cells covered by ground-truth boxes (targets `[M, 6]`, normalised cx, cy, w, h)."""
+    mask = torch.zeros(batch, h, w)
+    for img, _, cx, cy, bw, bh in targets.tolist():
+        x0, x1 = int((cx - bw / 2) * w), int(-(-(cx + bw / 2) * w // 1))
+        y0, y1 = int((cy - bh / 2) * h), int(-(-(cy + bh / 2) * h // 1))
+        mask[int(img), max(y0, 0):max(min(y1, h), y0 + 1), max(x0, 0):max(min(x1, w), x0 + 1)] = 1.0
+    return mask
+
+
+def feature_attention_loss(student: list[torch.Tensor], dense: list[torch.Tensor], targets: torch.Tensor
+                           ) -> torch.Tensor:
+    """Σ over levels of the squared difference between the attention maps of the model in training and of the
+    dense model it started from, inside the ground-truth boxes (mean over the covered cells). Zero when the
+    sparsified model attends to the targets exactly as the dense one did."""
+    loss = student[0].new_zeros(())
+    for s, d in zip(student, dense):
+        b, _, h, w = s.shape
+        m = box_mask(targets, b, h, w).to(s)
+        if m.sum() == 0:
+            continue
+        diff = (attention_map(s) - attention_map(d.detach())).pow(2)
+        loss = loss + (diff * m).sum() / m.sum()
+    return loss
+
+
+class HeadInputs:
+    """Captures the feature maps a model's Detect head receives (the neck's outputs), on every forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.features: list[torch.Tensor] = []
+        self._handle = model.head.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args) -> None:
+        self.features = list(args[0])
+
+    def remove(self) -> None:
+        self._handle.remove()

@@ -25,7 +25,7 @@ from .evaluate import evaluate
 from .files import atomic_write_text, write_json
 from .distill import DetectionKD
 from .models.loss import YOLOv5Loss
-from .sparsity import Sparsifier, evenness, layer_sparsity, plot_gamma
+from .sparsity import HeadInputs, Sparsifier, evenness, feature_attention_loss, layer_sparsity, plot_gamma
 
 
 @dataclass
@@ -48,6 +48,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC: about 25 % faster training on a 2-core CPU (oneDNN convolutions)
     sparsity: str = "none"  # none | bn-l1 | l1rr | heatmap (edgeprune.sparsity)
     sparsity_lambda: float = 1e-3
+    attention_weight: float = 0.0  # > 0: feature-attention loss against the dense starting model (L1RR)
     kd_weight: float = 1.0  # with a teacher: loss = detection loss + kd_weight · DetectionKD (edgeprune.distill)
     kd_temperature: float = 1.0
     self_reflection: float = 0.0  # a_T > 0: the student's previous-epoch predictions as soft targets, a_t = a_T·t/T
@@ -153,6 +154,10 @@ class Trainer:
             self.teacher.head.train()  # raw Detect maps, with the teacher's batch norms frozen in eval mode
             self.kd = DetectionKD(temperature=cfg.kd_temperature)
         self.reflect = DetectionKD(temperature=cfg.kd_temperature) if cfg.self_reflection > 0 else None
+        self.dense = None
+        if cfg.attention_weight > 0:  # the model as training starts: what the sparse model must keep attending to
+            self.dense = copy.deepcopy(model).eval().requires_grad_(False)
+            self.student_feats, self.dense_feats = HeadInputs(model), HeadInputs(self.dense)
         self.previous: nn.Module | None = None  # the student as it was at the end of the last epoch
         self.start_epoch, self.best, self.rows = 0, -1.0, []
 
@@ -170,6 +175,8 @@ class Trainer:
             self.ema.updates = state["ema_updates"]
         if self.sparsifier is not None:
             self.sparsifier.load_state_dict(state.get("sparsity"))
+        if self.dense is not None and state.get("dense") is not None:
+            load_weights(self.dense, state["dense"], source=str(path))
         self.start_epoch, self.best, self.rows = state["epoch"] + 1, state["best_fitness"], state["rows"]
         self.train_loader.sampler.epoch = self.start_epoch  # the same shuffles and augmentations as without the kill
 
@@ -222,6 +229,11 @@ class Trainer:
             images = images.contiguous(memory_format=self.memory_format)
             out = self.model(images)
             loss, parts = self.criterion(out, targets)
+            if self.dense is not None:
+                with torch.no_grad():
+                    self.dense(images)
+                fa = feature_attention_loss(self.student_feats.features, self.dense_feats.features, targets)
+                loss = loss + self.cfg.attention_weight * fa * images.shape[0]
             if a_t > 0:  # (1 − a_t)·y + a_t·p_{t−1}: the detection loss and KD from last epoch's self
                 with torch.no_grad():
                     p_prev = self.previous(images)
@@ -263,6 +275,7 @@ class Trainer:
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "best_fitness": self.best, "rows": self.rows, "config": asdict(self.cfg),
             "sparsity": self.sparsifier.state_dict() if self.sparsifier is not None else None,
+            "dense": self.dense.state_dict() if self.dense is not None else None,
         }
         weights = self.eval_model.state_dict()
         save_checkpoint(self.run_dir / "last.pt", self.model, metrics=row, train=train_state, state_dict=weights)

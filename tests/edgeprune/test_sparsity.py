@@ -4,7 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.sparsity import Sparsifier, evenness, layer_sparsity, plot_gamma
+from edgeprune.sparsity import (
+    HeadInputs,
+    Sparsifier,
+    box_mask,
+    evenness,
+    feature_attention_loss,
+    layer_sparsity,
+    plot_gamma,
+)
 
 
 def two_layers(big=1.0, small=0.05, c=16):
@@ -87,3 +95,36 @@ def test_state_round_trip():
     again = Sparsifier(m, "l1rr")
     again.load_state_dict(sp.state_dict())
     assert all(torch.equal(again.weights[k], v) for k, v in sp.weights.items())
+
+
+def test_feature_attention_loss_counts_only_inside_boxes():
+    torch.manual_seed(0)
+    dense = [torch.rand(2, 8, 16, 16), torch.rand(2, 16, 8, 8)]
+    targets = torch.tensor([[0, 0, 0.25, 0.25, 0.25, 0.25], [1, 0, 0.75, 0.75, 0.2, 0.2]])
+    assert feature_attention_loss([d.clone() for d in dense], dense, targets).item() == 0.0
+    outside = [d.clone() for d in dense]
+    for o in outside:
+        h = o.shape[-1]
+        o[0, :, h // 2:, h // 2:] *= 5  # image 0 changes only far from its box (top-left quarter)...
+        o[1, :, : h // 4, : h // 4] *= 5  # ...image 1 only far from its box (bottom-right)
+    inside = [d.clone() for d in dense]
+    for o in inside:
+        h = o.shape[-1]
+        o[0, :, h // 8: h * 3 // 8, h // 8: h * 3 // 8] *= 5
+    # outside changes reach the boxes only through the map's normalisation
+    assert feature_attention_loss(inside, dense, targets) > 3 * feature_attention_loss(outside, dense, targets)
+    scaled = [d * 7.0 for d in dense]  # attention is normalised: a sparser but proportional feature costs nothing
+    assert feature_attention_loss(scaled, dense, targets).item() == pytest.approx(0.0, abs=1e-9)
+    mask = box_mask(targets, 2, 16, 16)
+    assert mask[0, 4, 4] == 1 and mask[0, 12, 12] == 0 and mask[1, 12, 12] == 1 and mask[1].sum() == 16
+
+
+def test_head_inputs_are_the_neck_outputs():
+    from edgeprune.models import create_model
+
+    m = create_model("yolov5n", 1).eval()
+    hook = HeadInputs(m)
+    with torch.no_grad():
+        m(torch.rand(1, 3, 64, 64))
+    assert [f.shape[-1] for f in hook.features] == [8, 4, 2]
+    hook.remove()

@@ -43,9 +43,10 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("sparsity, distil, reflect", [("none", False, 0.0), ("l1rr", False, 0.0),
-                                                       ("none", True, 0.5)])
-def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch, sparsity, distil, reflect):
+@pytest.mark.parametrize("sparsity, distil, reflect, attention", [
+    ("none", False, 0.0, 0.0), ("l1rr", False, 0.0, 1.0), ("none", True, 0.5, 0.0)])
+def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch, sparsity, distil, reflect,
+                                                    attention):
     torch.manual_seed(0)
     init = create_model("yolov5n", 1).state_dict()
 
@@ -54,7 +55,8 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path, spec, monkeypatch,
         m.load_state_dict(init)
         return m
 
-    cfg = _cfg(epochs=3, sparsity=sparsity, sparsity_lambda=0.05, self_reflection=reflect)
+    cfg = _cfg(epochs=3, sparsity=sparsity, sparsity_lambda=0.05, self_reflection=reflect,
+               attention_weight=attention)
     teacher = create_model("yolov5n", 1) if distil else None  # mid-recovery: a student distilling a teacher
     train(fresh(), spec.train, spec.val, cfg, tmp_path / "straight", progress=False, teacher=teacher)
 
