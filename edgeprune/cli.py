@@ -57,6 +57,8 @@ def _add_model_parsers(sub) -> None:
     p.add_argument("--teacher", help="distil from this checkpoint (e.g. the unpruned model)")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation loss")
     p.add_argument("--kd-temperature", type=float, default=1.0)
+    p.add_argument("--feature-kd", default="none", choices=["none", "mse", "cwd"],
+                   help="with --teacher: also distil the neck's outputs (1x1 adapters where widths differ)")
     p.add_argument("--self-reflection", type=float, default=0.0, metavar="A_T",
                    help="student self-reflection: its previous-epoch predictions as soft targets, weight growing "
                    "linearly to A_T (e.g. 0.5); alone or with --teacher")

@@ -10,7 +10,8 @@ For maps `[B, A, H, W, 5 + C]` (YOLOv5 training output) of teacher and student a
   object: each cell is weighted by the teacher's objectness probability (response KD masked by teacher objectness).
 - Boxes are compared after the sigmoid the decoder applies, i.e. in the decoder's own offset space.
 
-Feature KD (channel-wise distillation, 1×1 adapters where widths differ) and the recovery command come next.
+`FeatureKD` adds feature distillation on the neck's outputs (MSE or channel-wise distillation), through 1×1
+adapters where the pruned student is narrower than its teacher.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DetectionKD", "bernoulli_kl"]
+__all__ = ["DetectionKD", "FeatureKD", "bernoulli_kl"]
 
 
 def bernoulli_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
@@ -63,3 +64,38 @@ class DetectionKD(nn.Module):
         cls, box, obj = cls / weight, box / weight, obj / len(student)
         loss = self.w_obj * obj + self.w_cls * cls + self.w_box * box
         return loss, torch.stack((obj, cls, box)).detach()
+
+
+class FeatureKD(nn.Module):
+    """Feature distillation on the neck's outputs (the maps the Detect head reads), student → teacher.
+
+    A pruned student's maps are narrower than the teacher's: a 1×1 adapter per level (trained with the student)
+    maps them to the teacher's width. `mode`:
+    - `mse`: mean squared error, normalised by the teacher map's mean square (levels weigh alike);
+    - `cwd`: channel-wise distillation — each channel's spatial map is a distribution (softmax over H×W at
+      `temperature`), KL(teacher ‖ student) per channel, × T²; it teaches *where* each channel fires.
+    """
+
+    def __init__(self, student_channels: list[int], teacher_channels: list[int], mode: str = "cwd",
+                 temperature: float = 1.0) -> None:
+        super().__init__()
+        if mode not in ("mse", "cwd"):
+            raise ValueError(f"feature KD mode must be mse or cwd, not {mode!r}")
+        if len(student_channels) != len(teacher_channels):
+            raise ValueError(f"student has {len(student_channels)} feature levels, teacher {len(teacher_channels)}")
+        self.mode, self.temperature = mode, temperature
+        self.adapters = nn.ModuleList(nn.Conv2d(cs, ct, 1, bias=False) if cs != ct else nn.Identity()
+                                      for cs, ct in zip(student_channels, teacher_channels))
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+        loss = student[0].new_zeros(())
+        for adapt, s, t in zip(self.adapters, student, teacher):
+            s, t = adapt(s), t.detach()
+            if self.mode == "mse":
+                loss = loss + (s - t).pow(2).mean() / t.pow(2).mean().clamp_min(1e-12)
+            else:
+                tau = self.temperature
+                ls = F.log_softmax(s.flatten(2) / tau, -1)
+                lt = F.log_softmax(t.flatten(2) / tau, -1)
+                loss = loss + (lt.exp() * (lt - ls)).sum(-1).mean() * tau ** 2
+        return loss / len(student)

@@ -23,7 +23,7 @@ from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_che
 from .data.dataset import build_loader
 from .evaluate import evaluate
 from .files import atomic_write_text, write_json
-from .distill import DetectionKD
+from .distill import DetectionKD, FeatureKD
 from .models.loss import YOLOv5Loss
 from .sparsity import HeadInputs, Sparsifier, evenness, feature_attention_loss, layer_sparsity, plot_gamma
 
@@ -51,6 +51,8 @@ class TrainConfig:
     attention_weight: float = 0.0  # > 0: feature-attention loss against the dense starting model (L1RR)
     kd_weight: float = 1.0  # with a teacher: loss = detection loss + kd_weight · DetectionKD (edgeprune.distill)
     kd_temperature: float = 1.0
+    feature_kd: str = "none"  # with a teacher: none | mse | cwd on the neck's outputs (edgeprune.distill.FeatureKD)
+    feature_kd_weight: float = 1.0
     self_reflection: float = 0.0  # a_T > 0: the student's previous-epoch predictions as soft targets, a_t = a_T·t/T
 
 
@@ -153,6 +155,14 @@ class Trainer:
             self.teacher = teacher.to(memory_format=self.memory_format).eval().requires_grad_(False)
             self.teacher.head.train()  # raw Detect maps, with the teacher's batch norms frozen in eval mode
             self.kd = DetectionKD(temperature=cfg.kd_temperature)
+        self.feature_kd = None
+        if teacher is not None and cfg.feature_kd != "none":
+            self.feature_kd = FeatureKD([m.in_channels for m in model.head.m], [m.in_channels for m in teacher.head.m],
+                                        cfg.feature_kd, cfg.kd_temperature)
+            if any(True for _ in self.feature_kd.parameters()):  # adapters, where the student is narrower
+                self.optimizer.add_param_group({"params": list(self.feature_kd.parameters()),
+                                                "weight_decay": cfg.weight_decay if cfg.optimizer == "sgd" else 0.0})
+            self.student_feats, self.teacher_feats = HeadInputs(model), HeadInputs(self.teacher)
         self.reflect = DetectionKD(temperature=cfg.kd_temperature) if cfg.self_reflection > 0 else None
         self.dense = None
         if cfg.attention_weight > 0:  # the model as training starts: what the sparse model must keep attending to
@@ -175,6 +185,8 @@ class Trainer:
             self.ema.updates = state["ema_updates"]
         if self.sparsifier is not None:
             self.sparsifier.load_state_dict(state.get("sparsity"))
+        if self.feature_kd is not None and state.get("feature_kd") is not None:
+            self.feature_kd.load_state_dict(state["feature_kd"])
         if self.dense is not None and state.get("dense") is not None:
             load_weights(self.dense, state["dense"], source=str(path))
         self.start_epoch, self.best, self.rows = state["epoch"] + 1, state["best_fitness"], state["rows"]
@@ -242,6 +254,9 @@ class Trainer:
                 with torch.no_grad():
                     t_out = self.teacher(images)
                 kd_loss, kd_parts = self.kd(out, t_out)
+                if self.feature_kd is not None:
+                    kd_loss = kd_loss + self.cfg.feature_kd_weight * self.feature_kd(self.student_feats.features,
+                                                                                     self.teacher_feats.features)
                 loss = loss + self.cfg.kd_weight * kd_loss * images.shape[0]  # the detection loss is × batch too
                 kd_total += kd_parts
             self.optimizer.zero_grad(set_to_none=True)
@@ -276,6 +291,7 @@ class Trainer:
             "best_fitness": self.best, "rows": self.rows, "config": asdict(self.cfg),
             "sparsity": self.sparsifier.state_dict() if self.sparsifier is not None else None,
             "dense": self.dense.state_dict() if self.dense is not None else None,
+            "feature_kd": self.feature_kd.state_dict() if self.feature_kd is not None else None,
         }
         weights = self.eval_model.state_dict()
         save_checkpoint(self.run_dir / "last.pt", self.model, metrics=row, train=train_state, state_dict=weights)

@@ -3,7 +3,7 @@ a student toward its teacher."""
 import pytest
 import torch
 
-from edgeprune.distill import DetectionKD, bernoulli_kl
+from edgeprune.distill import DetectionKD, FeatureKD, bernoulli_kl
 from edgeprune.models import create_model
 
 
@@ -74,3 +74,43 @@ def test_mismatched_maps_are_refused():
         DetectionKD()(maps(0)[:2], maps(0))
     with pytest.raises(ValueError, match="temperature"):
         DetectionKD(temperature=0)
+
+
+@pytest.mark.parametrize("mode", ["mse", "cwd"])
+def test_feature_kd_zero_when_equal_adapters_where_narrower(mode):
+    torch.manual_seed(0)
+    t = [torch.rand(2, 16, 8, 8), torch.rand(2, 32, 4, 4)]
+    same = FeatureKD([16, 32], [16, 32], mode)
+    assert same([x.clone() for x in t], t).item() == pytest.approx(0.0, abs=1e-6)
+    assert same([torch.rand_like(x) for x in t], t).item() > 0
+    narrow = FeatureKD([8, 16], [16, 32], mode)
+    s = [torch.rand(2, 8, 8, 8, requires_grad=True), torch.rand(2, 16, 4, 4, requires_grad=True)]
+    loss = narrow(s, t)
+    loss.backward()
+    assert loss.item() > 0 and all(p.grad is not None for p in narrow.parameters()) and s[0].grad is not None
+    with pytest.raises(ValueError, match="mse or cwd"):
+        FeatureKD([8], [8], "l2")
+
+
+def test_feature_kd_in_training_a_pruned_student(tmp_path):
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.data.formats import load_dataset
+    from edgeprune.data.synth import synthesize
+    from edgeprune.graph import find_groups
+    from edgeprune.importance import score_groups
+    from edgeprune.models import example_input
+    from edgeprune.prune import plan_from_ratios, prune_model
+    from edgeprune.train import TrainConfig, train
+
+    spec = load_dataset(synthesize(tmp_path / "d", 4, 2, size=64, seed=0, progress=False))
+    torch.manual_seed(0)
+    teacher = create_model("yolov5n", 1)
+    student = create_model("yolov5n", 1)
+    student.load_state_dict(teacher.state_dict())
+    groups = find_groups(student, example_input(student))
+    prune_model(student, plan_from_ratios(groups, score_groups(groups), 0.5), example_input(student))
+    cfg = TrainConfig(epochs=1, batch_size=4, img_size=64, feature_kd="cwd", eval_every=1)
+    row = train(student.train(), spec.train, spec.val, cfg, tmp_path / "run", progress=False, teacher=teacher)
+    assert row["kd_obj"] > 0
+    adapters = load_checkpoint(tmp_path / "run" / "last.pt")["train"]["feature_kd"]
+    assert adapters and all(v.shape[0] > v.shape[1] for v in adapters.values())  # narrower student → wider teacher
