@@ -152,7 +152,8 @@ class Trainer:
         self.sparsifier = Sparsifier(model, cfg.sparsity, cfg.sparsity_lambda) if cfg.sparsity != "none" else None
         self.teacher, self.kd = teacher, None
         if teacher is not None:
-            self.teacher = teacher.to(memory_format=self.memory_format).eval().requires_grad_(False)
+            # a frozen copy: the caller's model stays as it was (it may be pruned or trained again later)
+            self.teacher = copy.deepcopy(teacher).to(memory_format=self.memory_format).eval().requires_grad_(False)
             self.teacher.head.train()  # raw Detect maps, with the teacher's batch norms frozen in eval mode
             self.kd = DetectionKD(temperature=cfg.kd_temperature)
         self.feature_kd = None

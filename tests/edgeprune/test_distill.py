@@ -114,3 +114,17 @@ def test_feature_kd_in_training_a_pruned_student(tmp_path):
     assert row["kd_obj"] > 0
     adapters = load_checkpoint(tmp_path / "run" / "last.pt")["train"]["feature_kd"]
     assert adapters and all(v.shape[0] > v.shape[1] for v in adapters.values())  # narrower student → wider teacher
+
+
+def test_training_leaves_the_teacher_as_it_was(tmp_path):
+    from edgeprune.data.formats import load_dataset
+    from edgeprune.data.synth import synthesize
+    from edgeprune.train import TrainConfig, train
+
+    spec = load_dataset(synthesize(tmp_path / "d", 4, 2, size=64, seed=0, progress=False))
+    teacher = create_model("yolov5n", 1).train()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    train(create_model("yolov5n", 1), spec.train, spec.val, TrainConfig(epochs=1, batch_size=4, img_size=64),
+          tmp_path / "run", progress=False, teacher=teacher)
+    assert all(p.requires_grad for p in teacher.parameters()) and teacher.training
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())

@@ -1,0 +1,168 @@
+"""Recovery and sparsity study on the synthetic SAR set: one base model pruned to about 20 % of its FLOPs.
+
+    python benchmarks/bench_recovery.py --base runs/bench-demo/train/best.pt --data runs/bench-demo/data/data.yaml
+                                        [--epochs 10] [--sparsity-epochs 10] [--sparsity-lambda 0.05]
+
+Recovery (same pruned model, same number of epochs each): (1) fine-tuning, (2) KD from the base, (3) a
+teacher-assistant chain of 3 steps with KD (the epochs split across the steps), (4) KD with student
+self-reflection (a_T 0.5). Sparsity: the base trained `--sparsity-epochs` more epochs with none / bn-l1 / l1rr /
+heatmap, then pruned by BN-scale ranking (global, CRP) to the same FLOPs and fine-tuned `--epochs` epochs. Every
+row is kept in WORK/rows/ as it finishes, so a killed run resumes. Writes benchmarks/results/recovery.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from edgeprune.chain import prune_in_steps, step_plans
+from edgeprune.checkpoint import load_model
+from edgeprune.complexity import count_flops, count_params
+from edgeprune.data.dataset import build_loader
+from edgeprune.data.formats import load_dataset
+from edgeprune.evaluate import evaluate
+from edgeprune.files import write_json
+from edgeprune.graph import find_groups
+from edgeprune.importance import rankable, score_groups
+from edgeprune.models import example_input
+from edgeprune.prune import plan_global, prune_model
+from edgeprune.sparsity import evenness, layer_sparsity
+from edgeprune.train import TrainConfig, train
+
+
+def plan_at_flops(model, importance: str, share: float, img: int):
+    """The global plan (CRP, round_to 8) whose pruned model keeps `share` of the FLOPs (bisection on the ratio)."""
+    groups = find_groups(model, example_input(model))
+    scores = rankable(score_groups(groups, importance), importance)
+    f0, lo, hi = count_flops(model, img), 0.0, 0.95
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        m = copy.deepcopy(model).eval()
+        prune_model(m, plan_global(groups, scores, mid, round_to=8), example_input(m))
+        lo, hi = (mid, hi) if count_flops(m, img) > share * f0 else (lo, mid)
+    return groups, score_groups(groups, importance), plan_global(groups, scores, hi, round_to=8)
+
+
+def pruned(model, plan):
+    m = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        prune_model(m, plan, example_input(m))
+    return m
+
+
+class Study:
+    def __init__(self, args) -> None:
+        self.args, self.work = args, args.work
+        self.spec = load_dataset(args.data)
+        self.val = build_loader(self.spec.val, args.imgsz, 16, augment=False, shuffle=False)
+
+    def cfg(self, epochs: int, **kw) -> TrainConfig:
+        return TrainConfig(epochs=epochs, batch_size=16, img_size=self.args.imgsz, lr0=0.002, warmup_epochs=1.0,
+                           eval_every=epochs, seed=self.args.seed, **kw)
+
+    def fit(self, name: str, model, epochs: int, teacher=None, **kw):
+        run = self.work / name
+        train(model.train(), self.spec.train, self.spec.val, self.cfg(epochs, **kw), run, progress=False,
+              teacher=teacher)
+        return load_model(run / "last.pt").eval()
+
+    def row(self, name: str, make) -> dict:
+        """Cached: WORK/rows/NAME.json, written when the row finishes."""
+        path = self.work / "rows" / f"{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        t0 = time.perf_counter()
+        model, extra = make()
+        m = evaluate(model, self.val)
+        row = {"name": name, "map50": m["map50"], "map": m["map"], "params": count_params(model),
+               "gflops": count_flops(model, self.args.imgsz) / 1e9, "seconds": time.perf_counter() - t0, **extra}
+        write_json(path, row)
+        print(json.dumps(row), flush=True)
+        return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", type=Path, required=True)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--flops-share", type=float, default=0.2)
+    ap.add_argument("--epochs", type=int, default=10, help="recovery epochs, the same for every method")
+    ap.add_argument("--sparsity-epochs", type=int, default=10)
+    ap.add_argument("--sparsity-lambda", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path("runs/bench-recovery"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/recovery.json"))
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    study, base = Study(args), load_model(args.base).eval()
+    img, e = args.imgsz, args.epochs
+    groups, scores, plan = plan_at_flops(base, "l1", args.flops_share, img)
+    before = study.row("pruned, no recovery", lambda: (pruned(base, plan), {}))
+    recovery = [before]
+    recovery.append(study.row("(1) fine-tune", lambda: (study.fit("finetune", pruned(base, plan), e), {})))
+    recovery.append(study.row("(2) KD", lambda: (study.fit("kd", pruned(base, plan), e, teacher=base), {})))
+
+    def chain():
+        plans = step_plans(plan, groups, scores, 3)
+        epochs = [e // 3 + (1 if i < e % 3 else 0) for i in range(3)]
+        return prune_in_steps(base, plans, lambda s, t, i: study.fit(f"chain{i}", s, epochs[i - 1], teacher=t))[-1], {}
+
+    recovery.append(study.row("(3) teacher-assistant chain, 3 steps", chain))
+    recovery.append(study.row("(4) KD + self-reflection", lambda: (
+        study.fit("kd-reflect", pruned(base, plan), e, teacher=base, self_reflection=0.5), {})))
+    sparsity = []
+    for method in ("none", "bn-l1", "l1rr", "heatmap"):
+        def sparse_then_prune(method=method):
+            lam = 0.0 if method == "none" else args.sparsity_lambda
+            sparse = study.fit(f"sparse-{method}", copy.deepcopy(base), args.sparsity_epochs,
+                               sparsity="none" if method == "none" else method, sparsity_lambda=lam)
+            sparse.train()  # fit's eval() copy; BN importance reads γ only
+            shares = layer_sparsity(sparse, 0.01, relative=True)
+            _, _, p = plan_at_flops(sparse.eval(), "bn", args.flops_share, img)
+            cut = pruned(sparse, p)
+            m0 = evaluate(cut, study.val)
+            return study.fit(f"sparse-{method}-ft", cut, e), {
+                "map50_before_recovery": m0["map50"], "sparse_share": sum(shares.values()) / len(shares),
+                "evenness": evenness(shares)}
+        sparsity.append(study.row(f"sparsity {method}", sparse_then_prune))
+    m_base = evaluate(base, study.val)
+    out = {"base": {"map50": m_base["map50"], "map": m_base["map"], "params": count_params(base),
+                    "gflops": count_flops(base, img) / 1e9},
+           "flops_share": args.flops_share, "recovery_epochs": e, "sparsity_epochs": args.sparsity_epochs,
+           "sparsity_lambda": args.sparsity_lambda, "recovery": recovery, "sparsity": sparsity,
+           "wall_s": time.perf_counter() - t0}
+    write_json(args.out, out)
+    plot(out, args.out.with_suffix(".png"))
+    print(json.dumps(out, indent=1))
+
+
+def plot(out: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, rows, title in ((axes[0], out["recovery"], "recovery, same pruned model"),
+                            (axes[1], out["sparsity"], "sparsity training, then prune + fine-tune")):
+        names = [r["name"] for r in rows]
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], [r["map50"] for r in rows], 0.4, label="mAP@0.5")
+        ax.bar([i + 0.2 for i in x], [r["map"] for r in rows], 0.4, label="mAP@0.5:0.95")
+        ax.axhline(out["base"]["map50"], color="k", lw=0.8, ls="--", label="base mAP@0.5")
+        ax.set_xticks(list(x), names, rotation=20, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
