@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .data.dataset import build_loader
+from .distill import DetectionKD, FeatureKD
 from .evaluate import evaluate
 from .files import atomic_write_text, write_json
-from .distill import DetectionKD, FeatureKD
 from .models.loss import YOLOv5Loss
 from .sparsity import HeadInputs, Sparsifier, evenness, feature_attention_loss, layer_sparsity, plot_gamma
 
