@@ -73,7 +73,9 @@ def test_profile_predicts_with_a_table_it_builds_once(trained, capsys):
     out = capsys.readouterr().out
     assert "building" not in out and f"latency table {lut}" in out and "predicted_ms" in out
     prof = json.loads((trained / "pp.json").read_text())
-    assert prof["predicted_ms"] > 0 and abs(prof["error_pct"]) < 50  # real timings of a 64 px model: loose
+    # a 64 px model runs in a fraction of a millisecond, where fixed overheads and noise dominate: only a gross
+    # error (units, a missing term) is a failure here; benchmarks/bench_predictor.py measures the accuracy
+    assert 1 / 3 < prof["predicted_ms"] / prof["median_ms"] < 3
     assert prof["fingerprint"]["backend"] == "ort" and prof["backend"] == "ort"
 
 
