@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported by the verbs that run, so that `edgeprune --help` stays instant
+    from torch import nn
 
 from .tables import format_table
 
@@ -139,6 +140,8 @@ def prune(args: argparse.Namespace) -> None:
         if args.steps > 1:
             model = _prune_in_steps(model, plan, found, args)
         else:
+            import torch
+
             with torch.no_grad():
                 prune_model(model, plan, example_input(model))
     except KeyError as e:  # a plan made for another model names groups this one does not have
