@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +27,7 @@ from .base import LatencyBackend, MeasurementError, Shape, normalize_shape
 # in a farm share cached figures).
 DEVICE_FACTS = ("model", "l4t", "jetpack", "tensorrt", "cuda")
 STOPPED = "agent stopped before this job finished"
+TOKEN_ENV = "EDGEPRUNE_AGENT_TOKEN"  # the token when none is given: the same variable the agent reads
 
 
 class BoardDown(Exception):
@@ -73,7 +75,7 @@ class RemoteBackend(LatencyBackend):
                  request_timeout_s: float = 30.0, total_timeout_s: float = 3600.0, retries: int = 3,
                  backoff_s: float = 0.5, poll_s: float = 0.05, max_poll_s: float = 2.0, max_resubmits: int = 2) -> None:
         self.hosts = parse_hosts(hosts) if isinstance(hosts, str) else [h for h in hosts]
-        self.token = token
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self.options = {"backend": backend, "precision": precision or ("fp32" if backend == "onnxruntime" else "fp16"),
                         "warmup": int(warmup), "iterations": int(iterations), "tegrastats": bool(tegrastats)}
         if threads is not None:

@@ -197,6 +197,16 @@ def test_bad_model_and_wrong_token_are_clear_errors(tmp_path):
         agent.close()
 
 
+def test_token_comes_from_the_agents_variable(tmp_path, monkeypatch):
+    """`edgeprune demo/search/profile --backend remote://...` take no token flag: the same variable as the agent."""
+    agent = start_agent(tmp_path, "t", token="s3cret", require_token=True)
+    try:
+        monkeypatch.setenv("EDGEPRUNE_AGENT_TOKEN", "s3cret")
+        assert RemoteBackend([addr(agent)], **FAST).measure(module_to_onnx(small(), SHAPE), SHAPE).runs == 5
+    finally:
+        agent.close()
+
+
 def test_cached_remote_is_not_measured_twice(agents, tmp_path):
     backend = RemoteBackend([addr(agents[0])], **FAST)
     cache = LatencyCache(tmp_path / "latency.sqlite")
