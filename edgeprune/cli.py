@@ -89,6 +89,10 @@ def _add_model_parsers(sub) -> None:
     p.add_argument("--layout", default="yolo", choices=["yolo", "nms"],
                    help="yolo: one [B,N,5+C] output; nms: boxes [B,N,4] + scores [B,N,C] for an NMS plugin")
     p.add_argument("--dynamic-batch", action="store_true")
+    p.add_argument("--engine", metavar="PATH", help="also build a TensorRT engine here (needs TensorRT; on a Jetson "
+                   "build it on the board, deploy/)")
+    p.add_argument("--precision", default="fp16", choices=["fp32", "fp16"],
+                   help="of the engine (INT8 needs calibration images: deploy.trt_build.build_engine)")
 
     p = sub.add_parser("profile", help="params, FLOPs and measured (and predicted) latency of a model")
     p.add_argument("model", help="model.onnx or an edgeprune checkpoint (exported on the fly)")
@@ -104,9 +108,12 @@ def _add_model_parsers(sub) -> None:
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--json", help="also write the result to this JSON file")
 
-    p = sub.add_parser("demo", help="the main job: data → train → eval → export → profile, one table")
+    p = sub.add_parser("demo", help="the main job: data → sparse training → latency search → prune → KD → export "
+                       "→ profile → report")
     p.add_argument("--out", default="runs/demo", help="run directory")
-    p.add_argument("--quick", action="store_true", help="a tiny run for a first look (about a minute)")
+    p.add_argument("--quick", action="store_true", help="a tiny run for a first look (a few minutes)")
+    p.add_argument("--backend", default="ort", help="where latency is measured: ort (this CPU, 1 thread) or "
+                   "remote://host:port of a Jetson agent (docs/demo-on-a-jetson.md)")
     p.add_argument("--epochs", type=int, help="override the number of training epochs")
     p.add_argument("--seed", type=int, default=0)
 

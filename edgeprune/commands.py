@@ -13,7 +13,8 @@ from .latency.base import MeasurementError
 from .tables import format_table
 
 # Errors caused by the user's input or a device that failed: the CLI prints them as one line, not a traceback.
-USER_ERRORS = (CheckpointError, LabelError, FileNotFoundError, ValueError, MeasurementError)
+USER_ERRORS = (CheckpointError, LabelError, FileNotFoundError, ValueError, MeasurementError,
+               ImportError)  # ImportError: an optional dependency (TensorRT, CUDA) is missing; its message says so
 
 
 def data(args: argparse.Namespace) -> None:
@@ -103,6 +104,12 @@ def export(args: argparse.Namespace) -> None:
                     dynamic_batch=args.dynamic_batch)
     print(f"wrote {r.path} (opset {r.opset}, outputs {', '.join(r.outputs)}, input {args.imgsz}x{args.imgsz}; "
           f"max |onnxruntime - torch| = {r.max_abs_diff:.2e})")
+    if args.engine:
+        from deploy.trt_build import build_engine
+
+        info = build_engine(str(r.path), args.engine, precision=args.precision,
+                            input_shape=(1, 3, args.imgsz, args.imgsz))
+        print(f"wrote {args.engine} (TensorRT {info.get('tensorrt', '?')}, {args.precision})")
 
 
 def _backend_options(spec: str, args: argparse.Namespace) -> dict:
@@ -167,4 +174,4 @@ def profile(args: argparse.Namespace) -> dict:
 def demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(args.out, quick=args.quick, epochs=args.epochs, seed=args.seed)
+    run_demo(args.out, quick=args.quick, epochs=args.epochs, seed=args.seed, backend=args.backend)

@@ -32,6 +32,18 @@ def test_eval_export_profile_chain(trained, capsys):
     assert "median_ms" in out and "max |onnxruntime - torch|" in out
 
 
+def test_export_engine_without_tensorrt_is_one_line_and_keeps_the_onnx(trained, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here: the engine builds (tests/deploy cover the build)")
+    onnx_path, engine = trained / "e.onnx", trained / "e.engine"
+    assert main(["export", str(trained / "run/best.pt"), "--imgsz", "96", "--out", str(onnx_path),
+                 "--engine", str(engine)]) == 2
+    assert "TensorRT is not installed" in capsys.readouterr().err
+    assert onnx_path.stat().st_size > 0 and not engine.exists()
+
+
 def test_profile_accepts_a_checkpoint(trained):
     assert main(["profile", str(trained / "run/best.pt"), "--imgsz", "64", "--runs", "3", "--warmup", "1"]) == 0
 

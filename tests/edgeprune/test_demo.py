@@ -1,0 +1,61 @@
+"""`edgeprune demo --quick` end to end, as a newcomer runs it: every step, the report, and numbers that agree."""
+import json
+
+import pytest
+
+from edgeprune.cli import main
+from edgeprune.report import COLUMNS, format_value
+from report_page import chrome, table
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def results(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def test_every_step_leaves_its_files(demo):
+    for name in ("data/data.yaml", "train/best.pt", "train/gamma.png", "train/sparsity.json", "model.onnx",
+                 "search/result.json", "search/pareto.png", "search/best.plan.json", "search/pruned.pt",
+                 "finetune/best.pt", "pruned.onnx", "model_profile.json", "pruned_profile.json", "results.md",
+                 "report.html", "report.md", "report/layers.json", "report/detections.png", "report/widths.png"):
+        assert (demo / name).stat().st_size > 0, name
+
+
+def test_results_come_from_the_step_outputs(demo):
+    r = results(demo)
+    base, pruned = r["rows"]
+    for row, name in ((base, "model"), (pruned, "pruned")):
+        ev = json.loads((demo / f"{name}_eval.json").read_text())
+        prof = json.loads((demo / f"{name}_profile.json").read_text())
+        assert (row["mAP50"], row["mAP50-95"]) == (ev["map50"], ev["map"])
+        assert (row["latency_ms"], row["GFLOPs"], row["params"]) == (prof["median_ms"], prof["GFLOPs"],
+                                                                   prof["params"])
+    assert pruned["GFLOPs"] < base["GFLOPs"] and pruned["params"] < base["params"]
+    assert pruned["speedup"] == pytest.approx(base["latency_ms"] / pruned["latency_ms"])
+    assert r["gains"]["flops_reduction"] == pytest.approx(1 - pruned["GFLOPs"] / base["GFLOPs"])
+
+
+def test_report_tables_equal_results_json(demo):
+    expected = [[format_value(key, row[key]) for key in COLUMNS] for row in results(demo)["rows"]]
+    assert table((demo / "report.html").read_text(), "summary")[1:] == expected
+    md = (demo / "report.md").read_text()
+    assert all("| " + " | ".join(cells) + " |" in md for cells in expected)
+    plan = json.loads((demo / "search" / "best.plan.json").read_text())
+    groups = table((demo / "report.html").read_text(), "groups")[1:]
+    assert [int(g[2]) for g in groups] == [len(plan["keep"][name]) for name in plan["widths"]]
+
+
+def test_report_renders_with_its_images(demo):
+    driver = chrome()
+    try:
+        driver.get((demo / "report.html").as_uri())
+        images = driver.execute_script("return Array.from(document.images).map(i => i.complete && i.naturalWidth)")
+        assert len(images) == 6 and all(images), images  # training, pareto, widths, layers, gamma, detections
+    finally:
+        driver.quit()
