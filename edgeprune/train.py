@@ -150,13 +150,20 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg)
         self.ema = ModelEMA(model) if cfg.ema else None
         self.sparsifier = Sparsifier(model, cfg.sparsity, cfg.sparsity_lambda) if cfg.sparsity != "none" else None
-        self.teacher, self.kd = teacher, None
+        self._set_up_recovery(teacher)
+        self.previous: nn.Module | None = None  # the student as it was at the end of the last epoch
+        self.start_epoch, self.best, self.rows = 0, -1.0, []
+
+    def _set_up_recovery(self, teacher: nn.Module | None) -> None:
+        """The losses beside detection: KD from a teacher (response, optional feature), self-reflection, and the
+        feature-attention loss against the model as training starts."""
+        model, cfg = self.model, self.cfg
+        self.teacher, self.kd, self.feature_kd = None, None, None
         if teacher is not None:
             # a frozen copy: the caller's model stays as it was (it may be pruned or trained again later)
             self.teacher = copy.deepcopy(teacher).to(memory_format=self.memory_format).eval().requires_grad_(False)
             self.teacher.head.train()  # raw Detect maps, with the teacher's batch norms frozen in eval mode
             self.kd = DetectionKD(temperature=cfg.kd_temperature)
-        self.feature_kd = None
         if teacher is not None and cfg.feature_kd != "none":
             self.feature_kd = FeatureKD([m.in_channels for m in model.head.m], [m.in_channels for m in teacher.head.m],
                                         cfg.feature_kd, cfg.kd_temperature)
@@ -169,8 +176,6 @@ class Trainer:
         if cfg.attention_weight > 0:  # the model as training starts: what the sparse model must keep attending to
             self.dense = copy.deepcopy(model).eval().requires_grad_(False)
             self.student_feats, self.dense_feats = HeadInputs(model), HeadInputs(self.dense)
-        self.previous: nn.Module | None = None  # the student as it was at the end of the last epoch
-        self.start_epoch, self.best, self.rows = 0, -1.0, []
 
     def resume(self) -> None:
         """Continue from `last.pt` in the run directory."""
