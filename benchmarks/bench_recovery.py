@@ -1,13 +1,14 @@
 """Recovery and sparsity study on the synthetic SAR set: one base model pruned to about 20 % of its FLOPs.
 
     python benchmarks/bench_recovery.py --base runs/bench-demo/train/best.pt --data runs/bench-demo/data/data.yaml
-                                        [--epochs 10] [--sparsity-epochs 10] [--sparsity-lambda 0.05]
+                                        [--epochs 10] [--sparsity-epochs 30] [--sparsity-lambda 0.01]
 
 Recovery (same pruned model, same number of epochs each): (1) fine-tuning, (2) KD from the base, (3) a
 teacher-assistant chain of 3 steps with KD (the epochs split across the steps), (4) KD with student
-self-reflection (a_T 0.5). Sparsity: the base trained `--sparsity-epochs` more epochs with none / bn-l1 / l1rr /
-heatmap, then pruned by BN-scale ranking (global, CRP) to the same FLOPs and fine-tuned `--epochs` epochs. Every
-row is kept in WORK/rows/ as it finishes, so a killed run resumes. Writes benchmarks/results/recovery.json and .png.
+self-reflection (a_T 0.5). Sparsity: the model trained from scratch with the base's recipe (`edgeprune train`,
+`--sparsity-epochs`) under bn-l1 / l1rr / heatmap ("none" is the base itself), pruned by BN-scale ranking (global,
+CRP) to the same FLOPs and fine-tuned `--epochs` epochs. Every row is kept in WORK/rows/ as it finishes, so a
+killed run resumes. Writes benchmarks/results/recovery.json and .png.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from edgeprune.evaluate import evaluate
 from edgeprune.files import write_json
 from edgeprune.graph import find_groups
 from edgeprune.importance import rankable, score_groups
-from edgeprune.models import example_input
+from edgeprune.models import create_model, example_input
 from edgeprune.prune import plan_global, prune_model
-from edgeprune.sparsity import evenness, layer_sparsity
+from edgeprune.sparsity import bn_layers, evenness, layer_sparsity
 from edgeprune.train import TrainConfig, train
 
 
@@ -48,6 +49,16 @@ def plan_at_flops(model, importance: str, share: float, img: int):
     return groups, score_groups(groups, importance), plan_global(groups, scores, hi, round_to=8)
 
 
+def gamma_stats(model) -> dict:
+    """How the BN scales of the model that gets pruned are spread: quantiles of |γ| over all layers, and the mean
+    per-layer share under 1 % and 10 % of the layer's largest |γ| (with the evenness of the 1 % shares)."""
+    g = torch.cat([bn.weight.detach().abs() for _, bn in bn_layers(model)])
+    share, share10 = (layer_sparsity(model, t, relative=True) for t in (0.01, 0.1))
+    return {"gamma_q10": float(g.quantile(0.1)), "gamma_q50": float(g.quantile(0.5)),
+            "gamma_q90": float(g.quantile(0.9)), "sparse_share": sum(share.values()) / len(share),
+            "share_under_10pct": sum(share10.values()) / len(share10), "evenness": evenness(share)}
+
+
 def pruned(model, plan):
     m = copy.deepcopy(model).eval()
     with torch.no_grad():
@@ -61,13 +72,17 @@ class Study:
         self.spec = load_dataset(args.data)
         self.val = build_loader(self.spec.val, args.imgsz, 16, augment=False, shuffle=False)
 
-    def cfg(self, epochs: int, **kw) -> TrainConfig:
+    def cfg(self, epochs: int, recipe: str = "recover", **kw) -> TrainConfig:
+        """`recover`: `edgeprune finetune`'s recipe; `scratch`: `edgeprune train`'s (the base model's)."""
+        if recipe == "scratch":
+            return TrainConfig(epochs=epochs, batch_size=16, img_size=self.args.imgsz, eval_every=epochs,
+                               seed=self.args.seed, **kw)
         return TrainConfig(epochs=epochs, batch_size=16, img_size=self.args.imgsz, lr0=0.002, warmup_epochs=1.0,
                            eval_every=epochs, seed=self.args.seed, **kw)
 
-    def fit(self, name: str, model, epochs: int, teacher=None, **kw):
+    def fit(self, name: str, model, epochs: int, teacher=None, recipe: str = "recover", **kw):
         run = self.work / name
-        train(model.train(), self.spec.train, self.spec.val, self.cfg(epochs, **kw), run, progress=False,
+        train(model.train(), self.spec.train, self.spec.val, self.cfg(epochs, recipe, **kw), run, progress=False,
               teacher=teacher)
         return load_model(run / "last.pt").eval()
 
@@ -93,8 +108,10 @@ def main() -> None:
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--flops-share", type=float, default=0.2)
     ap.add_argument("--epochs", type=int, default=10, help="recovery epochs, the same for every method")
-    ap.add_argument("--sparsity-epochs", type=int, default=10)
-    ap.add_argument("--sparsity-lambda", type=float, default=0.05)
+    ap.add_argument("--model", default="yolov5n", help="architecture of the base (sparsity runs train it anew)")
+    ap.add_argument("--sparsity-epochs", type=int, default=30, help="epochs of the from-scratch sparsity runs "
+                    "(the base's recipe)")
+    ap.add_argument("--sparsity-lambda", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("runs/bench-recovery"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/recovery.json"))
@@ -119,18 +136,18 @@ def main() -> None:
     sparsity = []
     for method in ("none", "bn-l1", "l1rr", "heatmap"):
         def sparse_then_prune(method=method):
-            lam = 0.0 if method == "none" else args.sparsity_lambda
-            sparse = study.fit(f"sparse-{method}", copy.deepcopy(base), args.sparsity_epochs,
-                               sparsity="none" if method == "none" else method, sparsity_lambda=lam)
-            sparse.train()  # fit's eval() copy; BN importance reads γ only
-            shares = layer_sparsity(sparse, 0.01, relative=True)
-            _, _, p = plan_at_flops(sparse.eval(), "bn", args.flops_share, img)
+            sparse = base if method == "none" else study.fit(
+                f"scratch-{method}", create_model(args.model, len(study.spec.names)), args.sparsity_epochs,
+                recipe="scratch", sparsity=method, sparsity_lambda=args.sparsity_lambda)
+            m_sparse = evaluate(sparse, study.val)
+            _, _, p = plan_at_flops(sparse, "bn", args.flops_share, img)
             cut = pruned(sparse, p)
             m0 = evaluate(cut, study.val)
-            return study.fit(f"sparse-{method}-ft", cut, e), {
-                "map50_before_recovery": m0["map50"], "sparse_share": sum(shares.values()) / len(shares),
-                "evenness": evenness(shares)}
-        sparsity.append(study.row(f"sparsity {method}", sparse_then_prune))
+            return study.fit(f"scratch-{method}-ft", cut, e), {
+                "map50_sparse": m_sparse["map50"], "map50_before_recovery": m0["map50"]}
+        row = study.row(f"sparsity {method}", sparse_then_prune)
+        sparse = base if method == "none" else load_model(args.work / f"scratch-{method}" / "last.pt")
+        sparsity.append({**row, **gamma_stats(sparse)})
     m_base = evaluate(base, study.val)
     out = {"base": {"map50": m_base["map50"], "map": m_base["map"], "params": count_params(base),
                     "gflops": count_flops(base, img) / 1e9},
