@@ -34,18 +34,20 @@ class DemoPlan:
     val: int = 100
     size: int = 320
     model: str = "yolov5n"
-    epochs: int = 50
+    epochs: int = 36
     batch: int = 16
     eval_every: int = 5
     sparsity: str = "bn-l1"
     sparsity_lambda: float = 0.01
+    importance: str = "bn"  # after sparsity training the BN scales rank channels (benchmarks/bench_recovery.py)
     search_trials: int = 30
     search_scopes: str = "blocks"
     search_val: int = 32
     search_sensitivity: bool = True
     speedup: float = 2.0  # latency target for the search, over the base measured on the same backend
     flops_share: float = 0.3  # and a hard FLOPs limit: at most this share of the base's
-    finetune_epochs: int = 15
+    finetune_epochs: int = 13
+    profile_runs: int = 200
 
 
 QUICK = DemoPlan(train=48, val=16, size=256, epochs=2, batch=16, eval_every=1, search_trials=4, search_val=8,
@@ -70,7 +72,7 @@ def train_base(plan: DemoPlan, out: Path, seed: int) -> Path:
     step(["train", "--data", str(data / "data.yaml"), "--model", plan.model, "--epochs", str(plan.epochs),
           "--batch", str(plan.batch), "--eval-every", str(plan.eval_every), "--imgsz", str(plan.size),
           "--sparsity", plan.sparsity, "--sparsity-lambda", str(plan.sparsity_lambda), "--seed", str(seed),
-          "--out", str(out / "train"), "--no-progress"])
+          "--out", str(out / "train")])
     plot_training(out / "train" / "metrics.csv", out / "training.png")
     return out / "train" / "best.pt"
 
@@ -82,19 +84,20 @@ def search_and_recover(plan: DemoPlan, out: Path, base: Path, base_gflops: float
     step(["search", str(base), "--data", data, "--out", str(out / "search"), "--imgsz", str(plan.size),
           "--trials", str(plan.search_trials), "--scopes", plan.search_scopes, "--val-images", str(plan.search_val),
           "--backend", backend, "--speedup", str(plan.speedup),
-          "--max-gflops", f"{plan.flops_share * base_gflops:.4f}", "--seed", str(seed), "--no-progress"]
+          "--max-gflops", f"{plan.flops_share * base_gflops:.4f}", "--importance", plan.importance, "--seed",
+          str(seed), "--no-progress"]
          + _timing_flags(backend) + ([] if plan.search_sensitivity else ["--sensitivity"]))
     if not (out / "search" / "pruned.pt").is_file():
         raise SystemExit(f"the search found no pruned model: see {out / 'search' / 'summary.md'}")
     shutil.rmtree(out / "finetune", ignore_errors=True)
     step(["finetune", str(out / "search" / "pruned.pt"), "--data", data, "--teacher", str(base), "--epochs",
           str(plan.finetune_epochs), "--eval-every", str(plan.finetune_epochs), "--imgsz", str(plan.size),
-          "--seed", str(seed), "--out", str(out / "finetune"), "--no-progress"])
+          "--seed", str(seed), "--out", str(out / "finetune")])
     return out / "finetune" / "best.pt"
 
 
-def ship(plan: DemoPlan, out: Path, name: str, ckpt: Path, backend: str) -> dict:
-    """Evaluate, export (OUT/NAME.onnx, and a TensorRT engine when TensorRT is here) and profile one model."""
+def ship(plan: DemoPlan, out: Path, name: str, ckpt: Path) -> dict:
+    """Evaluate and export one model: OUT/NAME.onnx, and a TensorRT engine when TensorRT is here."""
     data = str(out / "data" / "data.yaml")
     step(["eval", str(ckpt), "--data", data, "--imgsz", str(plan.size), "--json", str(out / f"{name}_eval.json")])
     onnx = out / f"{name}.onnx"
@@ -102,17 +105,30 @@ def ship(plan: DemoPlan, out: Path, name: str, ckpt: Path, backend: str) -> dict
     if importlib.util.find_spec("tensorrt") is not None:
         export += ["--engine", str(onnx.with_suffix(".engine"))]
     step(export)
-    step(["profile", str(onnx), "--imgsz", str(plan.size), "--backend", backend, "--json",
-          str(out / f"{name}_profile.json")] + _timing_flags(backend))
     ev = json.loads((out / f"{name}_eval.json").read_text())
+    return {"mAP50": ev["map50"], "mAP50-95": ev["map"]}
+
+
+def onnx_gflops(onnx: Path, size: int) -> float:
+    from deploy.onnx_info import inspect
+
+    return inspect(str(onnx), input_shape=(1, 3, size, size))["flops"] / 1e9
+
+
+def profile(plan: DemoPlan, out: Path, name: str, backend: str) -> dict:
+    """Params, GFLOPs and the median latency of OUT/NAME.onnx on the backend."""
+    step(["profile", str(out / f"{name}.onnx"), "--imgsz", str(plan.size), "--backend", backend, "--runs",
+          str(plan.profile_runs), "--json", str(out / f"{name}_profile.json")] + _timing_flags(backend))
     prof = json.loads((out / f"{name}_profile.json").read_text())
-    return {"params": prof["params"], "GFLOPs": prof["GFLOPs"], "latency_ms": prof["median_ms"],
-            "mAP50": ev["map50"], "mAP50-95": ev["map"]}
+    return {"params": prof["params"], "GFLOPs": prof["GFLOPs"], "latency_ms": prof["median_ms"]}
 
 
 def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str, seconds: float) -> dict:
-    base_row = {"model": f"base {plan.model}", **base, "speedup": 1.0}
-    pruned_row = {"model": "pruned + KD", **pruned, "speedup": base["latency_ms"] / pruned["latency_ms"]}
+    def row(name: str, m: dict) -> dict:
+        return {"model": name, "params": m["params"], "GFLOPs": m["GFLOPs"], "latency_ms": m["latency_ms"],
+                "speedup": base["latency_ms"] / m["latency_ms"], "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"]}
+
+    base_row, pruned_row = row(f"base {plan.model}", base), row("pruned + KD", pruned)
     rows = [base_row, pruned_row]
     search = json.loads((out / "search" / "result.json").read_text())
     gains = {"flops_reduction": 1 - pruned["GFLOPs"] / base["GFLOPs"], "speedup": pruned_row["speedup"],
@@ -137,9 +153,13 @@ def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, se
     out = Path(out)
     t0 = time.perf_counter()
     base_ckpt = train_base(plan, out, seed)
-    base = ship(plan, out, "model", base_ckpt, backend)
-    pruned_ckpt = search_and_recover(plan, out, base_ckpt, base["GFLOPs"], backend, seed)
-    pruned = ship(plan, out, "pruned", pruned_ckpt, backend)
+    base = ship(plan, out, "model", base_ckpt)
+    pruned_ckpt = search_and_recover(plan, out, base_ckpt, onnx_gflops(out / "model.onnx", plan.size), backend,
+                                     seed)
+    pruned = ship(plan, out, "pruned", pruned_ckpt)
+    # both profiles back to back: a machine that drifts over minutes would bias a ratio of far-apart figures
+    base.update(profile(plan, out, "model", backend))
+    pruned.update(profile(plan, out, "pruned", backend))
     result = summarize(plan, out, base, pruned, backend, time.perf_counter() - t0)
     from .report import write_report
 

@@ -23,8 +23,9 @@ from torch import nn
 
 from .files import atomic_path
 
-# onnxruntime vs torch on the same input: boxes are in pixels, scores in [0, 1].
-RTOL, ATOL = 1e-3, 1e-4
+# onnxruntime vs torch on the same input: scores in [0, 1] within ATOL; box coordinates are in pixels, where a
+# float32 rounding difference of a few 1e-4 px near 0 is normal (stride 32 times a logit), so they get PIXEL_ATOL.
+RTOL, ATOL, PIXEL_ATOL = 1e-3, 1e-4, 1e-2
 
 
 class NMSReadyOutputs(nn.Module):
@@ -69,21 +70,32 @@ def export_onnx(model: nn.Module, path: str | Path, img_size: int = 640, opset: 
             torch.onnx.export(net, (x,), str(tmp), opset_version=opset, input_names=["images"],
                               output_names=outputs, dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
         onnx.checker.check_model(onnx.load(tmp), full_check=True)
-        diff = _compare_with_torch(net, str(tmp), x) if verify else float("nan")
+        diff = _compare_with_torch(net, str(tmp), x, outputs) if verify else float("nan")
     return ExportResult(Path(path), opset, img_size, outputs, diff)
 
 
+def _columns(name: str, a: np.ndarray) -> list[tuple[str, np.ndarray, float]]:
+    """An output split into box coordinates in pixels (all of `boxes`, the first 4 columns of `output0`) and
+    scores, each with its absolute tolerance."""
+    if name == "boxes":
+        return [("boxes", a, PIXEL_ATOL)]
+    if name == "output0":
+        return [("output0 boxes", a[..., :4], PIXEL_ATOL), ("output0 scores", a[..., 4:], ATOL)]
+    return [(name, a, ATOL)]
+
+
 @torch.no_grad()
-def _compare_with_torch(net: nn.Module, onnx_path: str, x: torch.Tensor) -> float:
+def _compare_with_torch(net: nn.Module, onnx_path: str, x: torch.Tensor, names: list[str]) -> float:
     from deploy.onnxruntime_runner import OnnxRuntimeRunner
 
     expected = net(x)
     expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
     got = OnnxRuntimeRunner(onnx_path).infer({"images": x.numpy()})
     worst = 0.0
-    for e, g in zip(expected, got):
+    for name, e, g in zip(names, expected, got):
         e = e.numpy()
-        np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{onnx_path}: onnxruntime output differs from torch")
+        for (label, ec, atol), (_, gc, _) in zip(_columns(name, e), _columns(name, g)):
+            np.testing.assert_allclose(gc, ec, rtol=RTOL, atol=atol,
+                                       err_msg=f"{onnx_path}: onnxruntime {label} differ from torch")
         worst = max(worst, float(np.abs(g - e).max()))
     return worst
