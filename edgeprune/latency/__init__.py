@@ -37,8 +37,9 @@ __all__ = [
 def get_backend(spec: str = "ort", **options) -> LatencyBackend:
     """A backend by name: "ort" / "onnxruntime" (threads, warmup, runs, max_cv, max_attempts, min_warmup_s),
     "torch-cuda" (cuda_graph, warmup, runs, device, precision), "tensorrt" (precision, workspace_mb,
-    engine_cache_dir, warmup, runs, dla_core), "remote://host:port[,host2:port2]" (token, backend, precision,
-    warmup, iterations, threads, request_timeout_s, total_timeout_s, retries, backoff_s, ...)."""
+    engine_cache_dir, warmup, runs, dla_core), "remote://host:port[,host2:port2][?backend=trt&precision=fp16]"
+    (token, backend, precision, warmup, iterations, threads, request_timeout_s, total_timeout_s, retries,
+    backoff_s, ...)."""
     if isinstance(spec, LatencyBackend):
         return spec
     s = str(spec).strip()
@@ -52,8 +53,8 @@ def get_backend(spec: str = "ort", **options) -> LatencyBackend:
         from .tensorrt import TensorRTBackend
         return TensorRTBackend(**options)
     if s.startswith("remote://"):
-        from .remote import RemoteBackend
-        return RemoteBackend(s, **options)
+        from .remote import RemoteBackend, spec_options
+        return RemoteBackend(s, **{**options, **spec_options(s)})
     raise ValueError(f"unknown latency backend {spec!r}: use ort, torch-cuda, tensorrt or remote://host:port")
 
 

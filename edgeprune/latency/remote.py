@@ -42,9 +42,26 @@ class Rejected(Exception):
         self.status = status
 
 
+# Agent options a spec may carry after "?", e.g. remote://tx2:8765?backend=trtexec&precision=int8, and their types.
+SPEC_OPTIONS = {"backend": str, "precision": str, "workspace_mb": int, "dla_core": int}
+
+
+def spec_options(spec: str) -> dict:
+    """The options in a spec's query: "remote://h:p?backend=onnxruntime" → {"backend": "onnxruntime"}."""
+    from urllib.parse import parse_qsl
+
+    _, _, query = spec.partition("?")
+    options = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in SPEC_OPTIONS:
+            raise ValueError(f"unknown option {key!r} in {spec!r}: use {', '.join(SPEC_OPTIONS)}")
+        options[key] = SPEC_OPTIONS[key](value)
+    return options
+
+
 def parse_hosts(spec: str) -> list[str]:
-    """["host:port", ...] from "remote://host:port,host2:port2" (or without the scheme)."""
-    body = spec.removeprefix("remote://")
+    """["host:port", ...] from "remote://host:port,host2:port2[?options]" (or without the scheme)."""
+    body = spec.removeprefix("remote://").partition("?")[0]
     hosts = [h.strip().rstrip("/") for h in body.split(",") if h.strip()]
     if not hosts:
         raise ValueError(f"no board in {spec!r}: use remote://host:port[,host2:port2]")

@@ -59,3 +59,23 @@ def test_report_renders_with_its_images(demo):
         assert len(images) == 6 and all(images), images  # training, pareto, widths, layers, gamma, detections
     finally:
         driver.quit()
+
+
+@pytest.mark.slow
+def test_quick_demo_against_a_board_agent(tmp_path):
+    """The same loop with one option changed: every latency comes from a jetson/ agent (here on loopback, timing
+    with its onnxruntime backend, as no TensorRT is here)."""
+    from jetson.agent import serve
+
+    agent = serve("127.0.0.1", 0, state_dir=tmp_path / "agent", tegrastats=str(tmp_path / "no-tegrastats"),
+                  trtexec=str(tmp_path / "no-trtexec")).start()
+    try:
+        spec = f"remote://127.0.0.1:{agent.server_address[1]}?backend=onnxruntime"
+        assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--backend", spec]) == 0
+        jobs = agent.store.summaries()
+    finally:
+        agent.close()
+    r = results(tmp_path / "demo")
+    assert r["backend"] == spec and len(jobs) > 2  # the search's measurements and both final profiles
+    prof = json.loads((tmp_path / "demo" / "pruned_profile.json").read_text())
+    assert prof["backend"] == spec and prof["median_ms"] == r["rows"][1]["latency_ms"]

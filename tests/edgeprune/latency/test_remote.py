@@ -215,3 +215,14 @@ def test_cached_remote_is_not_measured_twice(agents, tmp_path):
                                                         LatencyCache(tmp_path / "latency.sqlite")))
     assert again.info["cache"] == "hit" and again.median_ms == first.median_ms
     assert len(agents[0].store.summaries()) == 1
+
+
+def test_spec_carries_agent_options():
+    from edgeprune.latency import get_backend
+
+    b = get_backend("remote://tx2.local:8765,tx2b:8765?backend=onnxruntime&workspace_mb=512")
+    assert b.hosts == ["tx2.local:8765", "tx2b:8765"]
+    assert b.options["backend"] == "onnxruntime" and b.options["precision"] == "fp32"
+    assert b.options["workspace_mb"] == 512
+    with pytest.raises(ValueError, match="unknown option 'speed'"):
+        get_backend("remote://tx2.local:8765?speed=fast")
