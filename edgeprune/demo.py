@@ -136,7 +136,8 @@ def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str,
     timing = "onnxruntime CPU, 1 thread" if backend in ("ort", "onnxruntime") else backend
     files = {"base checkpoint": "train/best.pt", "base ONNX": "model.onnx", "search": "search/summary.md",
              "pruned checkpoint": "finetune/best.pt", "pruned ONNX": "pruned.onnx", "plan": "search/best.plan.json"}
-    files.update({f"{n} TensorRT engine": f"{n}.engine" for n in ("model", "pruned") if (out / f"{n}.engine").is_file()})
+    files.update({f"{n} TensorRT engine": f"{n}.engine" for n in ("model", "pruned")
+                  if (out / f"{n}.engine").is_file()})
     result = {"rows": rows, "gains": gains, "backend": timing, "imgsz": plan.size, "plan": asdict(plan),
               "search_chosen": search.get("chosen"), "files": files, "seconds": seconds}
     write_json(out / "results.json", result)

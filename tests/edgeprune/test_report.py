@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from report_page import chrome, table
 
 from edgeprune.checkpoint import save_checkpoint
 from edgeprune.cli import main
@@ -23,7 +24,6 @@ from edgeprune.latency.ort_profile import module_path
 from edgeprune.models import create_model, example_input
 from edgeprune.prune import plan_from_ratios, prune_model
 from edgeprune.report import COLUMNS, format_value, write_report
-from report_page import chrome, table
 
 IMGSZ = 128
 FIGURES = ["training.png", "pareto.png", "widths.png", "layers.png", "gamma.png", "detections.png"]
