@@ -14,7 +14,6 @@ killed run resumes. Writes benchmarks/results/recovery.json and .png.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
@@ -31,22 +30,17 @@ from edgeprune.files import write_json
 from edgeprune.graph import find_groups
 from edgeprune.importance import rankable, score_groups
 from edgeprune.models import create_model, example_input
-from edgeprune.prune import plan_global, prune_model
+from edgeprune.prune import plan_global, pruned_model, ratio_for_flops
 from edgeprune.sparsity import bn_layers, evenness, layer_sparsity
 from edgeprune.train import TrainConfig, train
 
 
 def plan_at_flops(model, importance: str, share: float, img: int):
-    """The global plan (CRP, round_to 8) whose pruned model keeps `share` of the FLOPs (bisection on the ratio)."""
+    """The global plan (CRP, round_to 8) whose pruned model keeps `share` of the FLOPs."""
     groups = find_groups(model, example_input(model))
     scores = rankable(score_groups(groups, importance), importance)
-    f0, lo, hi = count_flops(model, img), 0.0, 0.95
-    for _ in range(12):
-        mid = (lo + hi) / 2
-        m = copy.deepcopy(model).eval()
-        prune_model(m, plan_global(groups, scores, mid, round_to=8), example_input(m))
-        lo, hi = (mid, hi) if count_flops(m, img) > share * f0 else (lo, mid)
-    return groups, score_groups(groups, importance), plan_global(groups, scores, hi, round_to=8)
+    _, plan = ratio_for_flops(lambda r: plan_global(groups, scores, r, round_to=8), model, share, img, steps=12)
+    return groups, score_groups(groups, importance), plan
 
 
 def gamma_stats(model) -> dict:
@@ -60,10 +54,7 @@ def gamma_stats(model) -> dict:
 
 
 def pruned(model, plan):
-    m = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        prune_model(m, plan, example_input(m))
-    return m
+    return pruned_model(model, plan, example_input(model))
 
 
 class Study:

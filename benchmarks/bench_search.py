@@ -18,12 +18,9 @@ passes). Writes benchmarks/results/search.json and search.png.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
-
-import torch
 
 from deploy.onnxruntime_runner import cpu_name
 from edgeprune.checkpoint import load_model
@@ -36,26 +33,19 @@ from edgeprune.graph import find_groups
 from edgeprune.importance import rankable, score_groups
 from edgeprune.latency import get_backend, module_to_onnx
 from edgeprune.models import example_input
-from edgeprune.prune import plan_from_ratios, plan_global, prune_model
+from edgeprune.prune import plan_from_ratios, plan_global, pruned_model, ratio_for_flops
 from edgeprune.search import SearchConfig, run_search
 from edgeprune.train import TrainConfig, train
 
 
 def at_flops(make_plan, base, share: float, img: int):
-    """Bisect the ratio whose plan leaves `share` of the base FLOPs; returns (ratio, pruned model)."""
-    f0, lo, hi = count_flops(base, img), 0.0, 0.95
-    for _ in range(14):
-        mid = (lo + hi) / 2
-        m = pruned(base, make_plan(mid))
-        lo, hi = (mid, hi) if count_flops(m, img) > share * f0 else (lo, mid)
-    return hi, pruned(base, make_plan(hi))
+    """The ratio whose plan leaves `share` of the base FLOPs, and the pruned model."""
+    ratio, plan = ratio_for_flops(make_plan, base, share, img)
+    return ratio, pruned(base, plan)
 
 
 def pruned(base, plan):
-    m = copy.deepcopy(base).eval()
-    with torch.no_grad():
-        prune_model(m, plan, example_input(m))
-    return m.eval()
+    return pruned_model(base, plan, example_input(base))
 
 
 def latency(models: dict, img: int, passes: int = 3) -> dict:

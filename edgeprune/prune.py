@@ -13,7 +13,9 @@ rounding steps allow.
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,3 +183,24 @@ def prune_model(model: nn.Module, plan: Plan, example_inputs: torch.Tensor) -> n
     record = {"widths": {n: plan.widths[n] for n in plan.keep if n in plan.widths}, "keep": plan.keep}
     model.pruning_plans = [*getattr(model, "pruning_plans", []), record]
     return model
+
+
+def pruned_model(model: nn.Module, plan: Plan, example_inputs: torch.Tensor) -> nn.Module:
+    """A pruned copy of `model` in eval mode; `model` itself stays as it is."""
+    m = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        return prune_model(m, plan, example_inputs)
+
+
+def ratio_for_flops(make_plan: Callable[[float], Plan], model: nn.Module, share: float, img_size: int,
+                    steps: int = 14) -> tuple[float, Plan]:
+    """Bisect the ratio whose plan (`make_plan(ratio)`) leaves at most `share` of the model's FLOPs."""
+    from .complexity import count_flops
+    from .models import example_input
+
+    f0, lo, hi = count_flops(model, img_size), 0.0, 0.95
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        flops = count_flops(pruned_model(model, make_plan(mid), example_input(model)), img_size)
+        lo, hi = (mid, hi) if flops > share * f0 else (lo, mid)
+    return hi, make_plan(hi)

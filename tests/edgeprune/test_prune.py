@@ -75,3 +75,20 @@ def test_plan_json_round_trip_and_bad_files(tmp_path):
     (tmp_path / "other.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not an edgeprune plan"):
         Plan.load(tmp_path / "other.json")
+
+
+def test_ratio_for_flops_leaves_at_most_the_share():
+    from edgeprune.complexity import count_flops
+    from edgeprune.graph import find_groups
+    from edgeprune.importance import score_groups
+    from edgeprune.models import create_model, example_input
+    from edgeprune.prune import pruned_model, ratio_for_flops
+
+    model = create_model("yolov5n", 1).eval()
+    groups = find_groups(model, example_input(model))
+    scores = score_groups(groups, "l1")
+    f0 = count_flops(model, 64)
+    ratio, plan = ratio_for_flops(lambda r: plan_from_ratios(groups, scores, r), model, 0.4, 64, steps=8)
+    share = count_flops(pruned_model(model, plan, example_input(model)), 64) / f0
+    assert 0.3 < share <= 0.4 and 0.0 < ratio < 0.95
+    assert count_flops(model, 64) == f0  # the model itself is not pruned
