@@ -10,10 +10,12 @@ pruned, so the study ends with exactly `trials` completed trials however many wo
 from __future__ import annotations
 
 import multiprocessing as mp
+import random
 import time
 import warnings
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 from tqdm import tqdm
 
@@ -24,26 +26,58 @@ from .context import SearchContext
 from .objective import Scores
 from .sensitivity import measure_sensitivity, seed_trials
 
-__all__ = ["open_study", "prepare", "run_search", "run_worker"]
+__all__ = ["open_storage", "open_study", "prepare", "run_search", "run_worker"]
 
 UNIFORM_BASELINE = (0.3, 0.5, 0.7)
+
+
+def open_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = None,
+                 attempts: int = 8) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at `url`, created on first use, safe to open from many processes at the same moment.
+
+    Optuna creates its tables and its version rows without a lock: two processes that open a fresh database
+    together race, and the loser gets `UNIQUE constraint failed: alembic_version.version_num` (SQLite) or a
+    duplicate-key error (PostgreSQL). The winner has then created everything, so the loser only needs to try again.
+    """
+    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = {} if heartbeat_s is None else {
+                    "heartbeat_interval": heartbeat_s, "grace_period": grace_s,
+                    "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)}
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine, **retry)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+            if attempt == attempts - 1 or not _creation_race(e):
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _creation_race(e: Exception) -> bool:
+    """Errors that another process creating the same tables at the same moment causes."""
+    text = str(e).lower()
+    return isinstance(e, sqlalchemy.exc.IntegrityError) or "locked" in text or "already exists" in text
 
 
 def open_study(cfg: SearchConfig, directions: list[str], seed: int) -> optuna.Study:
     """The study in `cfg`'s storage (created on first use), with heartbeats so that killed trials are retried.
     Constraints reach the samplers through `trial.set_constraint` (the objective's hard limits)."""
-    engine = {"connect_args": {"timeout": 120}} if cfg.storage_url.startswith("sqlite") else {"pool_pre_ping": True}
-    with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental in Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(
-            cfg.storage_url, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat_s, grace_period=cfg.grace_s,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+    storage = open_storage(cfg.storage_url, cfg.heartbeat_s, cfg.grace_s)
     if len(directions) > 1:
         sampler = optuna.samplers.NSGAIISampler(population_size=20, seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
-    return optuna.create_study(storage=storage, sampler=sampler, study_name=cfg.study_name, directions=directions,
-                               load_if_exists=True)
+    for attempt in range(3):  # two processes creating the study itself race the same way
+        try:
+            return optuna.create_study(storage=storage, sampler=sampler, study_name=cfg.study_name,
+                                       directions=directions, load_if_exists=True)
+        except sqlalchemy.exc.IntegrityError:
+            if attempt == 2:
+                raise
+            time.sleep(random.uniform(0.05, 0.2))
+    raise AssertionError("unreachable")
 
 
 def _study_for(cfg: SearchConfig, ctx: SearchContext, seed: int) -> optuna.Study:

@@ -1,6 +1,7 @@
 """Searches end to end on a tiny untrained yolov5n at 64 px: the CLI with the real onnxruntime backend and the
 latency predictor, kill and resume, and two workers sharing one study on SQLite and on PostgreSQL."""
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from edgeprune.cli import main
 from edgeprune.data.synth import synthesize
 from edgeprune.models import create_model
 from edgeprune.search import SearchConfig, run_search
+from edgeprune.search.study import open_storage, open_study
 
 FLOPS_ONLY = {"mode": "loss", "latency_weight": 0.0, "flops_weight": 1.0}
 
@@ -40,8 +42,34 @@ def config(base, out, **kw):
 
 
 def completed(cfg):
-    study = optuna.load_study(study_name=cfg.study_name, storage=cfg.storage_url)
+    study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage_url))
     return study, study.get_trials(states=(TrialState.COMPLETE,))
+
+
+def _open_at_once(cfg, barrier, errors):
+    barrier.wait()
+    try:
+        open_study(cfg, ["minimize"], seed=0)
+    except Exception as e:  # reported to the parent, which fails the test with it
+        errors.put(f"{type(e).__name__}: {e}")
+
+
+def test_many_processes_open_a_fresh_study_at_the_same_moment(tmp_path):
+    """Optuna's table creation races (alembic_version UNIQUE constraint): every worker must still get the study."""
+    ctx = multiprocessing.get_context("spawn")
+    for round_ in range(2):  # the race is a matter of timing: give it a few chances to show
+        cfg = SearchConfig(checkpoint="-", data="-", out=str(tmp_path / f"run{round_}"))
+        cfg.run_dir.mkdir()
+        barrier, errors = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(cfg, barrier, errors)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        failures = [errors.get() for _ in range(errors.qsize())] if not errors.empty() else []
+        assert not failures, failures
+        assert [p.exitcode for p in procs] == [0] * 6
+        assert len(optuna.get_all_study_summaries(open_storage(cfg.storage_url))) == 1
 
 
 def test_cli_search_end_to_end_with_measured_latency(base, capsys):
