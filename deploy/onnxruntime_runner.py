@@ -4,10 +4,10 @@ Timing protocol: a fixed intra-op thread count (stated in the result), sequentia
 then `runs` timed runs of the same input, each timed with `time.perf_counter` around `session.run`.
 """
 
-import os
 import platform
 import time
 
+from .machine import usable_cores
 from .stats import LatencyStats
 
 
@@ -24,10 +24,7 @@ def cpu_name():
 
 def default_threads():
     """Cores this process may use (respects taskset / cgroup affinity where the OS exposes it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 class OnnxRuntimeRunner(object):

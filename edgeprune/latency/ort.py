@@ -6,11 +6,15 @@ of variation above `max_cv`, e.g. another process took a core) the measurement i
 `max_attempts` in all, and the tightest attempt (lowest cv) is kept; `stats.info["attempts"]` lists every
 attempt's median and cv. In `measure_many` the time floor applies to the first model of the batch; the process
 is warm after it, so later models warm up for `warmup` runs and at least 0.1 s (a lookup table of a few hundred
-tiny units then costs seconds of warm-up, not minutes).
+tiny units then costs seconds of warm-up, not minutes). The cores other processes kept busy meanwhile are recorded
+(`info["load_elsewhere"]`), and a backend warns once when they and its threads do not fit on the machine.
 """
 
 from __future__ import annotations
 
+import warnings
+
+from deploy.machine import LoadMeter, is_loaded, load_note
 from deploy.stats import LatencyStats
 
 from .base import LatencyBackend, MeasurementError, Shape, normalize_shape
@@ -27,6 +31,7 @@ class OrtBackend(LatencyBackend):
         self.warmup, self.runs = int(warmup), int(runs)
         self.max_cv, self.max_attempts = float(max_cv), max(1, int(max_attempts))
         self.min_warmup_s = float(min_warmup_s)
+        self.warned_load = False
         if self.runs < 1:
             raise ValueError("runs must be at least 1")
 
@@ -48,6 +53,7 @@ class OrtBackend(LatencyBackend):
 
         floor = self.min_warmup_s if min_warmup_s is None else min_warmup_s
         shape = normalize_shape(input_shape)
+        load = LoadMeter().start()
         try:
             runner = OnnxRuntimeRunner(bytes(onnx), threads=self.threads)
             attempts, best = [], None
@@ -61,5 +67,13 @@ class OrtBackend(LatencyBackend):
         except ValueError as e:
             raise MeasurementError(f"onnxruntime could not time the model at {shape}: {e}", "ort", str(e)) from e
         best.info.update(backend="ort", attempts=attempts, max_cv=self.max_cv,
-                         noisy=best.cv > self.max_cv)
+                         noisy=best.cv > self.max_cv, load_elsewhere=load.stop())
+        self._warn_if_loaded(load.others)
         return best
+
+    def _warn_if_loaded(self, others: float | None) -> None:
+        if not self.warned_load and is_loaded(others, self.threads):
+            self.warned_load = True
+            warnings.warn(f"onnxruntime timed with {self.threads} thread(s) while other processes kept cores busy "
+                          f"({load_note(others)}): latencies are slower and noisier than on a quiet machine",
+                          stacklevel=3)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from deploy.machine import usable_cores
 
 from ..checkpoint import load_model
 from ..data.dataset import build_loader
@@ -22,11 +22,7 @@ __all__ = ["SearchContext", "cpu_share"]
 
 def cpu_share(workers: int) -> int:
     """Cores per worker on this machine (at least 1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, workers))
+    return max(1, usable_cores() // max(1, workers))
 
 
 class SearchContext:
@@ -39,7 +35,7 @@ class SearchContext:
         self.scores = score_groups(self.groups, cfg.importance)
         self.space = SearchSpace(self.groups, scopes_for(self.groups, cfg.scopes), cfg.step, cfg.max_ratio,
                                  cfg.round_to, cfg.min_width)
-        spec = load_dataset(cfg.data)
+        spec = load_dataset(cfg.data, skip_bad=cfg.skip_bad)
         val = spec.val[: cfg.val_images] if cfg.val_images else spec.val
         if not val:
             raise ValueError(f"{cfg.data}: the validation split is empty; the search scores candidates on it")
