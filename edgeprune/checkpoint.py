@@ -82,6 +82,30 @@ def _load_safetensors(path: Path) -> dict:
     return {**json.loads(meta["edgeprune"]), "state_dict": state_dict}
 
 
+_FIX = "Pass a .pt written by edgeprune train / prune / search (the previous last.pt if this one was cut short)"
+
+
+def _looks_like(path: Path) -> str:
+    """What a file that torch cannot load as a checkpoint seems to be, from its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if path.suffix == ".onnx":
+        return "an ONNX model (profile and the deploy tools take it as it is)"
+    if head.startswith(b"PK\x03\x04"):
+        return "a torch archive that does not load: damaged or truncated"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy array file"
+    if head[:1] == b"\x80":
+        return "a plain pickle file, not a torch checkpoint"
+    if not head:
+        return "an empty file"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "neither a torch archive nor any format edgeprune knows (damaged?)"
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read and validate a checkpoint; every failure names the file and says what to do."""
     path = Path(path)
@@ -92,19 +116,16 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        # torch's own message advises weights_only=False (arbitrary code execution): never pass it on
         if "Unsupported global" not in str(e):
-            raise CheckpointError(f"{path}: corrupt or not a torch file ({str(e).splitlines()[0]}). "
-                                  f"Use the previous checkpoint or train again.") from None
+            raise CheckpointError(f"{path}: not an edgeprune checkpoint: {_looks_like(path)}. {_FIX}") from None
         raise CheckpointError(
             f"{path}: not an edgeprune checkpoint: it needs pickled Python objects to load "
             f"(an ultralytics or full-model torch.save file?). Load that model in Python and pass its state_dict "
             f"to edgeprune.checkpoint.save_checkpoint."
         ) from None
-    except Exception as e:  # torch raises RuntimeError, EOFError, IndexError, BadZipFile... on damaged files
-        raise CheckpointError(
-            f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-            f"Use the previous checkpoint or train again."
-        ) from None
+    except Exception:  # torch raises RuntimeError, EOFError, IndexError, BadZipFile... on damaged files
+        raise CheckpointError(f"{path}: not an edgeprune checkpoint: {_looks_like(path)}. {_FIX}") from None
     return _validate(ckpt, path)
 
 

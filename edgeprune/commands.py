@@ -63,11 +63,11 @@ def finetune(args: argparse.Namespace) -> dict:
 
     student = load_model(args.checkpoint).train()
     teacher = load_model(args.teacher) if args.teacher else None
-    spec = load_dataset(args.data)
+    spec = load_dataset(args.data, skip_bad=args.skip_bad)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, img_size=args.imgsz, lr0=args.lr0,
-                      warmup_epochs=1.0, seed=args.seed, eval_every=args.eval_every, kd_weight=args.kd_weight,
-                      kd_temperature=args.kd_temperature, self_reflection=args.self_reflection,
-                      feature_kd=args.feature_kd)
+                      warmup_epochs=1.0, seed=args.seed, threads=args.threads, eval_every=args.eval_every,
+                      kd_weight=args.kd_weight, kd_temperature=args.kd_temperature,
+                      self_reflection=args.self_reflection, feature_kd=args.feature_kd)
     last = run_training(student, spec.train, spec.val, cfg, args.out, resume=args.resume,
                         progress=not args.no_progress, teacher=teacher)
     print(format_table([last]))
@@ -84,7 +84,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     from .evaluate import evaluate as run_eval
 
     model = load_model(args.checkpoint)
-    spec = load_dataset(args.data)
+    spec = load_dataset(args.data, skip_bad=args.skip_bad, need=("val",))
     loader = build_loader(spec.val, args.imgsz, args.batch, augment=False, shuffle=False)
     m = run_eval(model, loader, conf_thres=args.conf, iou_thres=args.iou, progress=True)
     row = {k: m[k] for k in ("images", "precision", "recall", "map50", "map")}
@@ -101,8 +101,8 @@ def export(args: argparse.Namespace) -> None:
     out = args.out or str(Path(args.checkpoint).with_suffix(".onnx"))
     r = export_onnx(load_model(args.checkpoint), out, img_size=args.imgsz, opset=args.opset, layout=args.layout,
                     dynamic_batch=args.dynamic_batch)
-    print(f"wrote {r.path} (opset {r.opset}, outputs {', '.join(r.outputs)}, input {args.imgsz}x{args.imgsz}; "
-          f"max |onnxruntime - torch| = {r.max_abs_diff:.2e})")
+    print(f"wrote {r.path} (opset {r.opset}, outputs {', '.join(r.outputs)}, input {args.imgsz}x{args.imgsz}); "
+          f"{r.agreement()}")
     if args.engine:
         from deploy.trt_build import build_engine
 
@@ -125,11 +125,14 @@ def _backend_options(spec: str, args: argparse.Namespace) -> dict:
 
 def profile(args: argparse.Namespace) -> dict:
     """Params, FLOPs and the latency measured on `--backend`; with `--predict`, the predictor's figure beside it."""
+    from deploy.machine import busy_elsewhere, free_cores
     from deploy.onnx_info import inspect
 
     from .latency import get_backend, measure, module_to_onnx
 
     shape = (args.batch, 3, args.imgsz, args.imgsz)
+    if not args.threads and args.backend in ("ort", "onnxruntime"):
+        args.threads = free_cores(busy_elsewhere())  # the cores free now (the row says how many)
     backend = get_backend(args.backend, **_backend_options(args.backend, args))
     model = None
     if str(args.model).endswith(".onnx"):
@@ -141,7 +144,11 @@ def profile(args: argparse.Namespace) -> dict:
     else:
         from .checkpoint import load_model
 
-        model = load_model(args.model).eval()
+        try:
+            model = load_model(args.model).eval()
+        except CheckpointError as e:
+            raise CheckpointError(f"{e} (profile takes an edgeprune checkpoint or an ONNX file ending in .onnx)") \
+                from None
         onnx = module_to_onnx(model, shape)
         info = inspect(onnx, input_shape=shape)
     try:
@@ -158,6 +165,8 @@ def profile(args: argparse.Namespace) -> dict:
            "GFLOPs": info["flops"] / 1e9, "backend": args.backend}
     if fingerprint.get("threads"):
         row["threads"] = fingerprint["threads"]
+    if stats.info.get("load_elsewhere") is not None:
+        row["busy elsewhere"] = round(stats.info["load_elsewhere"], 1)  # cores other processes used meanwhile
     row.update(median_ms=stats.median_ms, p90_ms=stats.p90_ms, p99_ms=stats.p99_ms, runs=stats.runs)
     if predicted is not None:
         row.update(predicted_ms=predicted, error_pct=100.0 * (predicted - stats.median_ms) / stats.median_ms)
@@ -173,4 +182,5 @@ def profile(args: argparse.Namespace) -> dict:
 def demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(args.out, quick=args.quick, epochs=args.epochs, seed=args.seed, backend=args.backend)
+    run_demo(args.out, quick=args.quick, epochs=args.epochs, seed=args.seed, backend=args.backend,
+             exist_ok=args.exist_ok, resume=args.resume)

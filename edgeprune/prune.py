@@ -135,6 +135,26 @@ def plan_global(groups: list[Group], scores: dict[str, torch.Tensor], ratio: flo
     return Plan(keep, widths, info)
 
 
+def _kept(plan: Plan, group: Group) -> int:
+    return len(plan.keep.get(group.name, range(group.width)))
+
+
+def plan_warnings(plan: Plan, groups: list[Group], round_to: int = 8, min_width: int = 8) -> list[str]:
+    """What a user should hear about a plan: a ratio it could not reach, groups cut to their minimum width."""
+    out = []
+    asked = plan.info.get("requested_ratio")
+    if asked is not None and plan.ratio < asked - 0.01:
+        out.append(f"asked for ratio {asked:g}, the plan reaches {plan.ratio:.3f}: that is the most pruning the "
+                   f"minimum widths allow (--min-width {min_width}, rounding to {round_to})")
+    floor = [g.name for g in groups if g.width > min_width and _kept(plan, g) <= g.width // 4
+             and _kept(plan, g) <= group_widths_allowed(g, round_to, min_width)[0]]
+    if floor:
+        names = ", ".join(floor[:3]) + (", ..." if len(floor) > 3 else "")
+        out.append(f"{len(floor)} of {len(groups)} groups lose 75 % or more and are cut to their minimum width "
+                   f"({names}): such a model may not recover; check its accuracy before deploying it")
+    return out
+
+
 def _global_counts(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, int]:
     """Channels each group keeps when the `ratio` least important channels of the whole model are removed."""
     names = list(scores)

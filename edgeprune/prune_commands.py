@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz", help="input size for the FLOP count")
     p.add_argument("--data", help="dataset for taylor importance (gradients on a few training batches)")
     p.add_argument("--batches", type=int, default=4, help="training batches for taylor importance")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad labels of --data instead of stopping")
     p.add_argument("--steps", type=int, default=1, help="prune in this many steps, recovering after each")
     p.add_argument("--assistant-kd", action="store_true", help="with --steps: each step distils from the model "
                    "before it (teacher-assistant chain); without it each step is plainly fine-tuned")
@@ -43,7 +45,7 @@ def _scores(model: nn.Module, groups: list, args: argparse.Namespace) -> dict:
     if args.importance == "taylor":
         if not getattr(args, "data", None):
             raise ValueError("taylor importance needs gradients: pass --data DATA (a few training batches are used)")
-        _accumulate_gradients(model, args.data, args.imgsz, args.batches)
+        _accumulate_gradients(model, args.data, args.imgsz, args.batches, getattr(args, "skip_bad", False))
     return score_groups(groups, args.importance, alpha=getattr(args, "alpha", 0.5))
 
 
@@ -56,7 +58,7 @@ def _prune_in_steps(model: nn.Module, plan, groups: list, args: argparse.Namespa
     from .importance import score_groups
     from .train import TrainConfig, train
 
-    spec = load_dataset(args.data)
+    spec = load_dataset(args.data, skip_bad=args.skip_bad)
     plans = step_plans(plan, groups, score_groups(groups, "l1" if args.importance == "taylor" else args.importance),
                        args.steps, args.round_to, args.min_width)
 
@@ -73,12 +75,12 @@ def _prune_in_steps(model: nn.Module, plan, groups: list, args: argparse.Namespa
     return prune_in_steps(model, plans, recover if args.finetune_epochs > 0 else None)[-1]
 
 
-def _accumulate_gradients(model: nn.Module, data: str, img_size: int, batches: int) -> None:
+def _accumulate_gradients(model: nn.Module, data: str, img_size: int, batches: int, skip_bad: bool) -> None:
     from .data.dataset import build_loader
     from .data.formats import load_dataset
     from .models.loss import YOLOv5Loss
 
-    spec = load_dataset(data)
+    spec = load_dataset(data, skip_bad=skip_bad, need=("train",))
     loader = build_loader(spec.train, img_size, 8, augment=False, shuffle=True)
     criterion = YOLOv5Loss(model.head, img_size=img_size)
     model.train()
@@ -121,7 +123,7 @@ def prune(args: argparse.Namespace) -> None:
     from .graph import find_groups
     from .importance import rankable
     from .models import example_input
-    from .prune import Plan, plan_global, prune_model
+    from .prune import Plan, plan_global, plan_warnings, prune_model
 
     if (args.ratio is None) == (args.plan is None):
         raise ValueError("give either --ratio R (make a plan) or --plan FILE (apply one)")
@@ -156,3 +158,5 @@ def prune(args: argparse.Namespace) -> None:
     print(f"channel ratio {plan.ratio:.3f} (asked {plan.info.get('requested_ratio', '-')}), params -"
           f"{1 - params1 / params0:.1%}, FLOPs -{1 - flops1 / flops0:.1%} at {args.imgsz}x{args.imgsz}; "
           f"wrote {args.out} and {plan_path}")
+    for warning in plan_warnings(plan, found, args.round_to, args.min_width):
+        print(f"warning: {warning}", file=sys.stderr)

@@ -11,12 +11,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", required=True, help="data.yaml (validation subset scores candidates; train batches "
                    "recalibrate batch norms)")
     p.add_argument("--out", default="runs/search", help="run directory (study, latency table, cache, report)")
-    p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz")
-    p.add_argument("--trials", type=int, default=100)
+    p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz", help="input size (pixels)")
+    p.add_argument("--trials", type=int, default=100, help="completed trials the study ends with")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--storage", help="SQLAlchemy URL shared by workers on several machines, e.g. "
                    "postgresql://user@host/db (default: sqlite in the run directory)")
-    p.add_argument("--study-name", default="edgeprune-search")
+    p.add_argument("--study-name", default="edgeprune-search", help="the study in the storage")
     p.add_argument("--backend", default="ort", help="ort, torch-cuda, tensorrt, remote://host:port[,...], or none "
                    "(FLOPs/params objectives only)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads per worker (0: cores / workers)")
@@ -37,15 +37,16 @@ def add_parsers(sub) -> None:
     p.add_argument("--scopes", default="groups", help="groups, blocks, stages, or a JSON file of glob patterns")
     p.add_argument("--step", type=float, default=0.05, help="grid of the ratios")
     p.add_argument("--max-ratio", type=float, default=0.9, help="largest ratio a scope may get")
-    p.add_argument("--round-to", type=int, default=8)
-    p.add_argument("--min-width", type=int, default=8)
+    p.add_argument("--round-to", type=int, default=8, help="kept widths are multiples of this")
+    p.add_argument("--min-width", type=int, default=8, help="no group keeps fewer channels")
     p.add_argument("--importance", default="l1", help="l1, l2, bn or fused")
     p.add_argument("--val-images", type=int, default=64, help="validation images that score each candidate")
     p.add_argument("--bn-batches", type=int, default=4, help="training batches that recalibrate batch norms")
     p.add_argument("--sensitivity", type=float, nargs="*", default=[0.5],
                    help="ratios of the per-scope sensitivity that seeds the first trials (none: skip)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad labels instead of stopping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -70,13 +71,20 @@ def config_from_args(args: argparse.Namespace):
         importance=args.importance, objective=objective, backend=args.backend, threads=args.threads,
         runs=args.runs, predict=args.predict, measure="none" if args.backend == "none" else args.measure,
         val_images=args.val_images, bn_batches=args.bn_batches, sensitivity=list(args.sensitivity),
-        seed=args.seed, speedup=args.speedup)
+        seed=args.seed, speedup=args.speedup, skip_bad=args.skip_bad)
 
 
 def search(args: argparse.Namespace) -> dict:
     from .search import run_search
     from .search.objective import Objective
 
+    from .cli import NoFeasibleResult
+
     cfg = config_from_args(args)
     Objective(**cfg.objective)  # refuse a bad objective before any work
-    return run_search(cfg, progress=not args.no_progress)[1]
+    result = run_search(cfg, progress=not args.no_progress)[1]
+    chosen = (result or {}).get("chosen")
+    if chosen is None or not chosen.get("feasible", True):
+        raise NoFeasibleResult(f"no trial met the hard limits: the closest plan is {cfg.run_dir / 'closest.pt'}; "
+                               f"run more trials (--trials, the same --out resumes) or loosen the limits")
+    return result

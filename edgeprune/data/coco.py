@@ -5,9 +5,9 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from .labels import SKIP_FIX, DatasetSpec, LabelError, Sample, Skips, check_box, image_size, keep, make_sample
+from .labels import SKIP_FIX, SPLITS, DatasetSpec, LabelError, Sample, Skips, check_box, image_size, keep, make_sample
 
 
 def _coco_load(path: Path) -> dict:
@@ -76,17 +76,18 @@ def _raise(e: Exception) -> None:
 
 def read_coco(train_json: os.PathLike | str | None, val_json: os.PathLike | str | None,
               images: os.PathLike | str, val_images: os.PathLike | str | None = None,
-              skip_bad: bool = False) -> DatasetSpec:
+              skip_bad: bool = False, need: Iterable[str] = SPLITS) -> DatasetSpec:
     """Read COCO detection jsons (HRSID style). Category ids map to 0-based classes in ascending id order.
 
     ``images`` holds the train images (and the val images unless ``val_images`` is given); a missing json gives
     an empty split.
     """
-    skips, names_by, splits = Skips(skip_bad), {}, {}
+    skips, names_by, splits = Skips(skip_bad, need), {}, {}
     for key, js, img_dir in (("train", train_json, images), ("val", val_json, val_images or images)):
         if js is None:
             splits[key] = []
             continue
+        skips.split = key
         names_by[key], splits[key] = _coco_split(Path(js).resolve(), Path(img_dir).resolve(), skips)
     if len(names_by) == 2 and names_by["train"] != names_by["val"]:
         raise LabelError(Path(str(val_json)), f"categories {names_by['val']} differ from the train json's "
@@ -112,7 +113,7 @@ def coco_image_dir(root: Path, json_path: Path) -> Path:
                      kind="config")
 
 
-def coco_folder(root: Path, skip_bad: bool) -> DatasetSpec:
+def coco_folder(root: Path, skip_bad: bool, need: Iterable[str] = SPLITS) -> DatasetSpec:
     jsons = sorted((root / "annotations").glob("*.json"))
     train = [j for j in jsons if _COCO_TRAIN.match(j.stem)]
     val = sorted((j for j in jsons if _COCO_VAL.match(j.stem)), key=lambda j: "test" in j.stem)
@@ -122,4 +123,4 @@ def coco_folder(root: Path, skip_bad: bool) -> DatasetSpec:
     tj, vj = (train[0] if train else None), (val[0] if val else None)
     img_t = coco_image_dir(root, tj) if tj else None
     img_v = coco_image_dir(root, vj) if vj else None
-    return read_coco(tj, vj, img_t or img_v, img_v, skip_bad=skip_bad)
+    return read_coco(tj, vj, img_t or img_v, img_v, skip_bad=skip_bad, need=need)

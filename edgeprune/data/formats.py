@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from .coco import coco_folder, coco_image_dir, read_coco
-from .labels import (IMG_EXTS, SKIP, SKIP_FIX, DatasetSpec, LabelError, Sample, Skips, check_box, image_size,
+from .labels import (IMG_EXTS, SKIP, SKIP_FIX, SPLITS, DatasetSpec, LabelError, Sample, Skips, check_box, image_size,
                      keep, make_sample, read_yaml, root_of)
 from .voc import read_voc
 
@@ -69,6 +69,14 @@ def yolo_label_path(image: Path) -> Path:
     return Path(s).with_suffix(".txt")
 
 
+def _unnormalised(coords: list[float], w: int, h: int) -> str:
+    """Why coordinates above 1 are there: pixels (whole numbers, several above 8, within the image) or just wrong."""
+    pixels = all(float(c).is_integer() for c in coords) and sum(c > 8 for c in coords) >= 2 \
+        and max(coords[0], coords[2]) <= w + 1 and max(coords[1], coords[3]) <= h + 1
+    return f"these look like pixels of the {w}x{h} image: divide x and w by {w}, y and h by {h}" if pixels \
+        else "these lie outside the image"
+
+
 def _yolo_line_box(parts: list[str], w: int, h: int, label: Path, where: str) -> tuple[float, np.ndarray]:
     try:
         v = [float(x) for x in parts]
@@ -78,7 +86,8 @@ def _yolo_line_box(parts: list[str], w: int, h: int, label: Path, where: str) ->
         cx, cy, bw, bh = v[1:]
         if max(v[1:]) > 1.5:
             raise LabelError(label, f"coordinates {v[1:]} are not normalised: YOLO labels are 0..1 fractions of "
-                             "the image size (these look like pixels)", SKIP_FIX, where, kind="box_outside_image")
+                             f"the image size ({_unnormalised(v[1:], w, h)})", SKIP_FIX, where,
+                             kind="box_outside_image")
         box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
     elif len(v) >= 7 and len(v) % 2 == 1:  # segmentation polygon: use its bounding box
         xs, ys = np.asarray(v[1::2]) * w, np.asarray(v[2::2]) * h
@@ -107,25 +116,26 @@ def _yolo_sample(image: Path, nc: int) -> Sample:
     return make_sample(image, boxes, classes, w, h)
 
 
-def read_yolo(data_yaml: os.PathLike | str, skip_bad: bool = False) -> DatasetSpec:
-    """Read an ultralytics-style dataset from its data.yaml."""
+def read_yolo(data_yaml: os.PathLike | str, skip_bad: bool = False, need: Iterable[str] = SPLITS) -> DatasetSpec:
+    """Read an ultralytics-style dataset from its data.yaml; splits not in `need` are not read at all."""
     path = Path(data_yaml).resolve()
     cfg = read_yaml(path)
-    root, names, skips = root_of(cfg, path), _yolo_names(cfg, path), Skips(skip_bad)
+    root, names, skips = root_of(cfg, path), _yolo_names(cfg, path), Skips(skip_bad, need)
     for key in ("train", "val"):
         if cfg.get(key) is None:
             raise LabelError(path, f"has no '{key}' entry", f"Add {key}: images/{key} (a folder, a list of folders "
                              "or a .txt list of images)", kind="config")
     imgs = {key: _yolo_images(cfg[key], root, path, key) for key in ("train", "val")}
-    splits = {key: keep(skips.run(_yolo_sample, im, len(names)) for im in v) for key, v in imgs.items()}
+    splits = {key: keep(skips.run(_yolo_sample, im, len(names)) for im in v) if key in skips.need else []
+              for key, v in imgs.items()}
     return skips.finish(DatasetSpec(names, splits["train"], splits["val"], root, "yolo"))
 
 
-def _from_spec_yaml(path: Path, cfg: dict, skip_bad: bool) -> DatasetSpec:
+def _from_spec_yaml(path: Path, cfg: dict, skip_bad: bool, need: Iterable[str]) -> DatasetSpec:
     fmt, root = cfg["format"], root_of(cfg, path)
     if fmt == "voc":
         return read_voc(root, str(cfg.get("train", "train")), str(cfg.get("val", "val")), cfg.get("names"),
-                        skip_bad)
+                        skip_bad, need)
     parts = {}
     for key in ("train", "val"):
         e = cfg.get(key) or {}
@@ -137,7 +147,7 @@ def _from_spec_yaml(path: Path, cfg: dict, skip_bad: bool) -> DatasetSpec:
     if not t and not v:
         raise LabelError(path, "has neither train nor val", "See docs/data.md", kind="config")
     return read_coco(t.get("annotations"), v.get("annotations"), t.get("images") or v["images"],
-                     v.get("images"), skip_bad)
+                     v.get("images"), skip_bad, need)
 
 
 def detect_format(path: os.PathLike | str) -> str:
@@ -158,11 +168,13 @@ def detect_format(path: os.PathLike | str) -> str:
                      "annotations/*.json, data.yaml)", "Point at one of those (see docs/data.md)", kind="config")
 
 
-def load_dataset(path: os.PathLike | str, fmt: str = "auto", skip_bad: bool = False) -> DatasetSpec:
+def load_dataset(path: os.PathLike | str, fmt: str = "auto", skip_bad: bool = False,
+                 need: Iterable[str] = SPLITS) -> DatasetSpec:
     """Load a dataset from a data.yaml (YOLO, or a ``format: coco|voc`` spec), a COCO json (its images become
     the val split), a COCO folder (annotations/*.json) or a VOC folder (Annotations/). See docs/data.md.
 
     ``fmt`` (auto, yolo, coco, voc) overrides detection for a folder; for a file it must agree with it.
+    ``need``: the splits the caller uses (``("val",)`` for eval); a bad label elsewhere never stops it.
     """
     p = Path(path)
     if not p.exists():
@@ -176,12 +188,12 @@ def load_dataset(path: os.PathLike | str, fmt: str = "auto", skip_bad: bool = Fa
                          kind="config")
     p = p.resolve()
     if is_yaml:
-        return read_yolo(p, skip_bad) if found == "yolo" else _from_spec_yaml(p, read_yaml(p), skip_bad)
+        return read_yolo(p, skip_bad, need) if found == "yolo" else _from_spec_yaml(p, read_yaml(p), skip_bad, need)
     if found == "yolo":
-        return read_yolo(p / "data.yaml", skip_bad)
+        return read_yolo(p / "data.yaml", skip_bad, need)
     if found == "voc":
-        return read_voc(p, skip_bad=skip_bad)
+        return read_voc(p, skip_bad=skip_bad, need=need)
     if p.is_file():  # a single COCO json: its images are the val split
         root = p.parent.parent if p.parent.name == "annotations" else p.parent
-        return read_coco(None, p, coco_image_dir(root, p), skip_bad=skip_bad)
-    return coco_folder(p, skip_bad)
+        return read_coco(None, p, coco_image_dir(root, p), skip_bad=skip_bad, need=need)
+    return coco_folder(p, skip_bad, need)

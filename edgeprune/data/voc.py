@@ -4,10 +4,11 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
-from .labels import SKIP_FIX, DatasetSpec, LabelError, Sample, Skips, check_box, image_size, keep, make_sample
+from .labels import SKIP_FIX, SPLITS, DatasetSpec, LabelError, Sample, Skips, check_box, image_size, keep, make_sample
 
 
 def _voc_ids(root: Path, split: str, fallbacks: tuple[str, ...]) -> list[str]:
@@ -73,7 +74,7 @@ def _voc_sample(xml: Path, img_dir: Path, names: list[str] | None) -> tuple[Samp
 
 
 def read_voc(root: os.PathLike | str, train: str = "train", val: str = "val",
-             names: list[str] | None = None, skip_bad: bool = False) -> DatasetSpec:
+             names: list[str] | None = None, skip_bad: bool = False, need: Iterable[str] = SPLITS) -> DatasetSpec:
     """Read a VOC/SSDD folder (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt).
 
     ``train``/``val`` are split names (train falls back to trainval, val to test) or paths of .txt id lists.
@@ -81,8 +82,9 @@ def read_voc(root: os.PathLike | str, train: str = "train", val: str = "val",
     """
     root = Path(root).resolve()
     img_dir = next((d for d in (root / "JPEGImages", root / "images") if d.is_dir()), root / "JPEGImages")
-    skips, raw = Skips(skip_bad), {}
+    skips, raw = Skips(skip_bad, need), {}
     for key, split, fb in (("train", train, ("trainval",)), ("val", val, ("test",))):
+        skips.split = key
         ids = _voc_ids(root, split, fb)
         raw[key] = keep(skips.run(_voc_sample, root / "Annotations" / f"{i}.xml", img_dir, names) for i in ids)
     if names is None:

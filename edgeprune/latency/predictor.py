@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tqdm import tqdm
+
 from ..files import atomic_write_text
 from .fit import fit_correction, mape, pearson, spearman
 from .layers import Unit, decompose, unit_onnx
@@ -40,6 +42,7 @@ from .layers import Unit, decompose, unit_onnx
 __all__ = ["FingerprintMismatch", "LatencyPredictor", "mape", "measure_models", "model_onnx", "spearman"]
 
 FORMAT = "edgeprune-latency-lut"
+UNIT_CHUNK, MODEL_CHUNK = 64, 4  # models per measure_many call (one progress step each)
 
 
 class FingerprintMismatch(ValueError):
@@ -70,8 +73,13 @@ def measure_models(models: Iterable[nn.Module], backend, input_shape: tuple[int,
         from . import module_to_onnx as export
     except ImportError:
         export = model_onnx
-    jobs = [(export(m, input_shape), tuple(input_shape)) for m in models]
-    return [s.median_ms for s in backend.measure_many(jobs)]
+    models, out = list(models), []
+    with tqdm(total=len(models), desc="calibration models", unit="model") as bar:
+        for i in range(0, len(models), MODEL_CHUNK):  # chunks: a progress bar, and parallel boards stay busy
+            jobs = [(export(m, input_shape), tuple(input_shape)) for m in models[i:i + MODEL_CHUNK]]
+            out += [s.median_ms for s in backend.measure_many(jobs)]
+            bar.update(len(jobs))
+    return out
 
 
 def _axis(values: list[int], levels: tuple[float, ...], fixed: bool, step: int) -> list[int]:
@@ -204,10 +212,14 @@ class LatencyPredictor:
                            "backend is attached to measure them: build the table for this model, or pass "
                            "backend= to LatencyPredictor.load")
         t0 = time.perf_counter()
-        jobs = [unit_onnx(u) for u in units]
-        if with_overhead:
-            jobs.append(unit_onnx(Unit("act", 1, 1, {"act": "ReLU", "h": 1, "w": 1})))
-        stats = self.backend.measure_many(jobs)
+        jobs = units + [Unit("act", 1, 1, {"act": "ReLU", "h": 1, "w": 1})] if with_overhead else units
+        stats = []
+        # one measure_many call per chunk (a remote pool of boards shares each chunk): a progress bar, no silence
+        with tqdm(total=len(jobs), desc="latency table", unit="unit", disable=len(jobs) < UNIT_CHUNK) as bar:
+            for i in range(0, len(jobs), UNIT_CHUNK):
+                chunk = [unit_onnx(u) for u in jobs[i:i + UNIT_CHUNK]]
+                stats += self.backend.measure_many(chunk)
+                bar.update(len(chunk))
         if with_overhead:
             self.overhead_ms = stats[-1].median_ms
         for u, s in zip(units, stats):

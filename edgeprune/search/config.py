@@ -62,6 +62,7 @@ class SearchConfig:
     sensitivity: list = field(default_factory=lambda: [0.5])  # ratios; [] skips sensitivity and seeding
     seed: int = 0
     speedup: float | None = None  # latency target as a speed-up over the base model (measured on the backend)
+    skip_bad: bool = False  # skip bad labels of the dataset instead of stopping
     heartbeat_s: int = 10
     grace_s: int = 30
 

@@ -17,7 +17,10 @@ from .context import SearchContext
 from .study import resolve_target
 from .objective import Scores, choose, pareto_front
 
-__all__ = ["choose_trial", "trial_rows", "write_report"]
+__all__ = ["RESULT_FILES", "choose_trial", "trial_rows", "write_report"]
+
+# the chosen model and plan: a plan that meets every hard limit, or (never under the same name) the closest one
+RESULT_FILES = {True: ("pruned.pt", "best.plan.json"), False: ("closest.pt", "closest.plan.json")}
 
 
 def trial_rows(study: optuna.Study) -> list[dict]:
@@ -52,9 +55,9 @@ def _scores(row: dict) -> Scores:
 
 
 def _row(name: str, s: dict, base: dict) -> dict:
-    return {"model": name, "params": f"{s['params'] / 1e6:.2f} M", "GFLOPs": f"{s['flops'] / 1e9:.3f}",
-            "latency_ms": f"{s['latency_ms']:.2f}", "speedup": f"{base['latency_ms'] / s['latency_ms']:.2f}x",
-            "mAP50": f"{s['map50']:.3f}", "mAP50-95": f"{s['map']:.3f}"}
+    """A summary row of raw numbers: edgeprune.tables writes them the same way as every other table."""
+    return {"model": name, "params": s["params"], "GFLOPs": s["flops"] / 1e9, "latency_ms": s["latency_ms"],
+            "speedup": base["latency_ms"] / s["latency_ms"], "mAP50": s["map50"], "mAP50-95": s["map"]}
 
 
 def write_report(study: optuna.Study, ctx: SearchContext, log=print) -> dict:
@@ -71,15 +74,18 @@ def write_report(study: optuna.Study, ctx: SearchContext, log=print) -> dict:
             ctx.evaluator.measure(cand.model) if ctx.backend is not None else float("nan")
         chosen = {**cand.scores.__dict__, "latency_ms": measured, "predicted_ms": cand.predicted_ms,
                   "trial": best["trial"], "ratios": best["ratios"], "widths": cand.widths}
-        save_checkpoint(out / "pruned.pt", cand.model, metrics={"map50": chosen["map50"], "map": chosen["map"],
-                                                                 "pruned_from": cfg.checkpoint, "search": str(out)})
-        cand.plan.info.update(source=cfg.checkpoint, trial=best["trial"])
-        cand.plan.save(out / "best.plan.json")
-        result["chosen"] = {**chosen, "feasible": best.get("feasible", True)}
-        table.append(_row(f"search (trial {best['trial']})", chosen, base))
-        if not best.get("feasible", True):
-            log("warning: no trial met the hard limits (target latency, --max-gflops, --max-mparams); the table shows "
-                "the best of the others. Run more trials, or loosen the limits.")
+        feasible = best.get("feasible", True)
+        model_path, plan_path = out / RESULT_FILES[feasible][0], out / RESULT_FILES[feasible][1]
+        save_checkpoint(model_path, cand.model, metrics={"map50": chosen["map50"], "map": chosen["map"],
+                                                          "pruned_from": cfg.checkpoint, "search": str(out)})
+        cand.plan.info.update(source=cfg.checkpoint, trial=best["trial"], feasible=feasible)
+        cand.plan.save(plan_path)
+        result["chosen"] = {**chosen, "feasible": feasible}
+        table.append(_row(f"search (trial {best['trial']})" + ("" if feasible else ", limits missed"), chosen, base))
+        if not feasible:
+            log(f"warning: no trial met the hard limits (target latency, --max-gflops, --max-mparams); the closest "
+                f"plan is in {model_path.name} and {plan_path.name}, not pruned.pt. Run more trials, or loosen the "
+                f"limits.")
     write_csv(out / "trials.csv", rows)
     front = pareto_front([(r["map50"], r["latency_ms"]) for r in rows])
     write_csv(out / "pareto.csv", [rows[i] for i in front])
@@ -89,7 +95,8 @@ def write_report(study: optuna.Study, ctx: SearchContext, log=print) -> dict:
     write_json(out / "result.json", result)
     atomic_write_text(out / "summary.md", markdown_table(table) + "\n")
     log(format_table(table))
-    log(f"wrote {out / 'pruned.pt'}, best.plan.json, pareto.csv, pareto.png, history.png, summary.md")
+    files = RESULT_FILES[result["chosen"]["feasible"]] if "chosen" in result else ()
+    log(f"wrote {', '.join(str(out / f) for f in files + ('pareto.csv', 'pareto.png', 'history.png', 'summary.md'))}")
     return result
 
 

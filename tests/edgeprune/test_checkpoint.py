@@ -31,7 +31,8 @@ def test_truncated_checkpoint(tmp_path, model):
     save_checkpoint(path, model)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"cut\.pt: corrupt or truncated"):
+    with pytest.raises(CheckpointError, match=r"cut\.pt: not an edgeprune checkpoint: a torch archive that does "
+                       "not load: damaged or truncated"):
         load_checkpoint(path)
 
 
@@ -40,6 +41,23 @@ def test_garbage_bytes(tmp_path):
     path.write_bytes(b"this is not a checkpoint at all" * 10)
     with pytest.raises(CheckpointError, match="garbage.pt"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("name, content, looks_like", [
+    ("notes.pt", b"hello world\n", "a text file"),
+    ("arr.pt", b"\x93NUMPY\x01\x00v\x00{'descr': '<f8'}", "a NumPy array file"),
+    ("pickle.pt", b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94K\x01s.", "a plain pickle"),
+    ("random.pt", bytes(range(129, 256)) * 20, "neither a torch archive"),
+    ("model.onnx", b"\x08\x07\x12\x07pytorch", "an ONNX model"),
+], ids=["text", "numpy", "pickle", "random", "onnx"])
+def test_a_file_that_is_not_a_checkpoint_says_what_it_looks_like_and_never_suggests_unsafe_loading(
+        tmp_path, name, content, looks_like):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert looks_like in str(err.value) and name in str(err.value)
+    assert "weights_only" not in str(err.value) and "arbitrary code" not in str(err.value)
 
 
 def test_pickled_module_is_refused_as_foreign(tmp_path, model):

@@ -29,7 +29,7 @@ def test_eval_export_profile_chain(trained, capsys):
     prof = json.loads((trained / "p.json").read_text())
     assert prof["threads"] == 1 and prof["runs"] == 5 and prof["median_ms"] > 0 and prof["GFLOPs"] > 0
     out = capsys.readouterr().out
-    assert "median_ms" in out and "max |onnxruntime - torch|" in out
+    assert "median_ms" in out and "onnxruntime matches torch: output0 boxes within" in out
 
 
 def test_export_engine_without_tensorrt_is_one_line_and_keeps_the_onnx(trained, capsys):
@@ -111,3 +111,76 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def _break_a_label(data, split: str) -> None:
+    """Write normalised-looking but impossible coordinates into the first label of `split`."""
+    label = sorted((data / "labels" / split).glob("*.txt"))[0]
+    label.write_text("0 2.0 0.5 0.1 0.1\n")
+
+
+def test_eval_reads_only_the_validation_split_and_takes_skip_bad(trained, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(trained / "data", data)
+    ckpt, yaml = str(trained / "run/best.pt"), str(data / "data.yaml")
+    _break_a_label(data, "train")
+    assert main(["eval", ckpt, "--data", yaml, "--imgsz", "64"]) == 0  # a bad *train* label is not eval's business
+    _break_a_label(data, "val")
+    assert main(["eval", ckpt, "--data", yaml, "--imgsz", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "--skip-bad" in err and "outside the image" in err and "look like pixels" not in err
+    assert main(["eval", ckpt, "--data", yaml, "--imgsz", "64", "--skip-bad", "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["images"] == 3
+
+
+@pytest.mark.parametrize("verb", ["train", "finetune", "eval", "search", "prune", "data convert"])
+def test_every_verb_that_reads_a_dataset_offers_skip_bad(verb, capsys):
+    with pytest.raises(SystemExit):
+        main([*verb.split(), "--help"])
+    assert "--skip-bad" in capsys.readouterr().out
+
+
+def test_help_is_for_users_and_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "lazily" not in top and "exit codes" in top and "no trial met the hard limits" in top
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: 30)", "(default: yolov5n)", "(default: 320)", "(default: 0)", "default: sgd"):
+        assert default in out
+
+
+def test_prune_warns_when_the_ratio_is_capped_and_widths_degenerate(trained, capsys):
+    assert main(["prune", str(trained / "run/best.pt"), "--ratio", "0.99", "-o", str(trained / "p99.pt"),
+                 "--imgsz", "64"]) == 0
+    err = capsys.readouterr().err
+    assert "asked for ratio 0.99, the plan reaches 0.9" in err and "cut to their minimum width" in err
+    assert main(["prune", str(trained / "run/best.pt"), "--ratio", "0.3", "-o", str(trained / "p30.pt"),
+                 "--imgsz", "64"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_profile_of_a_file_that_is_not_a_model_says_it_also_takes_onnx(tmp_path, capsys):
+    notes = tmp_path / "notes.pt"
+    notes.write_text("not a model")
+    assert main(["profile", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert "a text file" in err and ".onnx" in err and "weights_only" not in err
+
+
+def test_results_are_written_with_the_users_umask(trained, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert main(["prune", str(trained / "run/best.pt"), "--ratio", "0.3", "-o", str(tmp_path / "p.pt"),
+                     "--imgsz", "64"]) == 0
+    finally:
+        os.umask(old)
+    for name in ("p.pt", "p.plan.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name

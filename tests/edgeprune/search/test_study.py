@@ -161,3 +161,16 @@ POSTGRES = os.environ.get("EDGEPRUNE_TEST_POSTGRES")
 def test_two_workers_share_one_postgresql_study(base):
     name = f"edgeprune-test-{os.getpid()}-{int(time.time())}"
     two_workers(base, base / "postgres", storage=POSTGRES, study_name=name)
+
+
+def test_a_search_that_meets_no_limit_exits_3_and_never_writes_pruned_pt(base, capsys):
+    out = base / "impossible"
+    argv = ["search", str(base / "base.pt"), "--data", str(base / "data/data.yaml"), "--out", str(out),
+            "--imgsz", "64", "--trials", "3", "--scopes", "stages", "--backend", "none", "--lambda-latency", "0",
+            "--lambda-flops", "1", "--max-gflops", "0.000001", "--val-images", "4", "--bn-batches", "1",
+            "--sensitivity", "--no-progress"]
+    assert main(argv) == 3
+    assert "no trial met the hard limits" in capsys.readouterr().err
+    assert (out / "closest.pt").is_file() and (out / "closest.plan.json").is_file()
+    assert not (out / "pruned.pt").exists() and not (out / "best.plan.json").exists()
+    assert json.loads((out / "result.json").read_text())["chosen"]["feasible"] is False
