@@ -20,10 +20,11 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .cli import main
+from .cli import EXIT_NO_FEASIBLE, main
 from .files import atomic_write_text, write_json
 from .plots import plot_training
-from .tables import format_table, markdown_table
+from .search.report import RESULT_FILES
+from .tables import format_table, format_value, markdown_table
 
 
 @dataclass
@@ -50,50 +51,129 @@ class DemoPlan:
     profile_runs: int = 200
 
 
+SMOKE_NOTE = ("smoke run (--quick): every step ran at tiny sizes; its models are trained for a few epochs only, "
+              "so their mAP says nothing. Run `edgeprune demo` for figures that mean something.")
 QUICK = DemoPlan(train=48, val=16, size=256, epochs=2, batch=16, eval_every=1, search_trials=4, search_val=8,
                  search_sensitivity=False, finetune_epochs=1)
 
 
-def step(argv: list[str]) -> None:
+STATE = "demo.json"  # the run's settings and its finished steps, for --resume
+# what an earlier run left in a reused directory (--exist-ok): removed before a new run, so no file mixes two runs
+STALE = ("results.json", "results.md", "report.html", "report.md", "report", "data", "train", "search", "finetune",
+         "model.onnx", "pruned.onnx", "model.engine", "pruned.engine", "training.png")
+
+
+def step(argv: list[str], accept: tuple[int, ...] = (0,)) -> int:
     print(f"\n$ edgeprune {shlex.join(argv)}", flush=True)
     code = main(argv)
-    if code != 0:
+    if code not in accept:
         raise SystemExit(code)
+    return code
 
 
 def _timing_flags(backend: str) -> list[str]:
     return ["--threads", "1"] if backend in ("ort", "onnxruntime") else []
 
 
-def train_base(plan: DemoPlan, out: Path, seed: int) -> Path:
-    data = out / "data"
-    step(["data", "synth", "--out", str(data), "--train", str(plan.train), "--val", str(plan.val),
+def run_dir(out: str | Path, exist_ok: bool = False, resume: bool = False) -> Path:
+    """Where this demo writes, the ultralytics way: OUT itself when it is new (or reused: exist_ok, resume), else
+    the next free OUT2, OUT3, ...; `resume` without an existing OUT takes the newest OUT* with a demo state."""
+    out = Path(out)
+    if resume:
+        if (out / STATE).is_file():
+            return out
+        runs = [d for d in _numbered(out) if (d / STATE).is_file()]
+        if not runs:
+            raise FileNotFoundError(f"{out}: no demo to resume here (no {STATE}); run `edgeprune demo` first")
+        return max(runs, key=lambda d: (d / STATE).stat().st_mtime)
+    if exist_ok or not out.exists() or not any(out.iterdir()):
+        return out
+    n = 2
+    while (out.parent / f"{out.name}{n}").exists():
+        n += 1
+    return out.parent / f"{out.name}{n}"
+
+
+def _numbered(out: Path) -> list[Path]:
+    """OUT and its numbered siblings OUT2, OUT3, ..."""
+    return [d for d in [out, *out.parent.glob(f"{out.name}*")] if d.is_dir()
+            and (d == out or d.name[len(out.name):].isdigit())]
+
+
+class RunState:
+    """The demo's finished steps in OUT/demo.json, written after each one, so that `--resume` skips them."""
+
+    def __init__(self, out: Path, settings: dict, resume: bool) -> None:
+        self.path, self.settings = out / STATE, settings
+        saved = json.loads(self.path.read_text()) if resume else None
+        if saved is not None and saved["settings"] != settings:
+            diff = [k for k in settings if saved["settings"].get(k) != settings[k]]
+            raise ValueError(f"{self.path}: this run was started with other settings ({', '.join(diff)}); resume "
+                             f"it with the same options, or start a new run without --resume")
+        self.steps: dict = saved["steps"] if saved is not None else {}
+        self.seconds, self.mark = (saved or {}).get("seconds", 0.0), time.perf_counter()
+        if saved is None:
+            for name in STALE:
+                shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
+            self._write()
+
+    def elapsed(self) -> float:
+        """Seconds of work over every sitting of this run."""
+        return self.seconds + time.perf_counter() - self.mark
+
+    def _write(self) -> None:
+        write_json(self.path, {"settings": self.settings, "steps": self.steps, "seconds": self.elapsed()})
+
+    def done(self, name: str) -> bool:
+        if name in self.steps:
+            print(f"\n# {name}: done in an earlier sitting, skipped", flush=True)
+        return name in self.steps
+
+    def finish(self, name: str, values: dict | None = None) -> dict:
+        self.steps[name] = values or {}
+        self._write()
+        return self.steps[name]
+
+
+def make_data(plan: DemoPlan, out: Path, seed: int) -> None:
+    step(["data", "synth", "--out", str(out / "data"), "--train", str(plan.train), "--val", str(plan.val),
           "--size", str(plan.size), "--seed", str(seed)])
-    step(["train", "--data", str(data / "data.yaml"), "--model", plan.model, "--epochs", str(plan.epochs),
+
+
+def train_base(plan: DemoPlan, out: Path, seed: int) -> Path:
+    """Train with BN sparsity; a run killed mid-training continues from its last epoch."""
+    run = out / "train"
+    step(["train", "--data", str(out / "data" / "data.yaml"), "--model", plan.model, "--epochs", str(plan.epochs),
           "--batch", str(plan.batch), "--eval-every", str(plan.eval_every), "--imgsz", str(plan.size),
           "--sparsity", plan.sparsity, "--sparsity-lambda", str(plan.sparsity_lambda), "--seed", str(seed),
-          "--out", str(out / "train")])
-    plot_training(out / "train" / "metrics.csv", out / "training.png")
-    return out / "train" / "best.pt"
+          "--out", str(run)] + (["--resume"] if (run / "last.pt").is_file() else []))
+    plot_training(run / "metrics.csv", out / "training.png")
+    return run / "best.pt"
 
 
-def search_and_recover(plan: DemoPlan, out: Path, base: Path, base_gflops: float, backend: str, seed: int) -> Path:
-    """The search picks per-block ratios; its pruned model is distilled from the base."""
-    data = str(out / "data" / "data.yaml")
-    shutil.rmtree(out / "search", ignore_errors=True)  # a search of an earlier demo's model would not resume
-    step(["search", str(base), "--data", data, "--out", str(out / "search"), "--imgsz", str(plan.size),
-          "--trials", str(plan.search_trials), "--scopes", plan.search_scopes, "--val-images", str(plan.search_val),
-          "--backend", backend, "--speedup", str(plan.speedup),
+def search(plan: DemoPlan, out: Path, base: Path, base_gflops: float, backend: str, seed: int) -> dict:
+    """The search picks per-block ratios against the measured speed-up (a killed search resumes its study). When
+    no trial met the limits (exit code 3), the demo goes on with the closest plan and its results say so."""
+    code = step(["search", str(base), "--data", str(out / "data" / "data.yaml"), "--out", str(out / "search"),
+          "--imgsz", str(plan.size), "--trials", str(plan.search_trials), "--scopes", plan.search_scopes,
+          "--val-images", str(plan.search_val), "--backend", backend, "--speedup", str(plan.speedup),
           "--max-gflops", f"{plan.flops_share * base_gflops:.4f}", "--importance", plan.importance, "--seed",
-          str(seed), "--no-progress"]
-         + _timing_flags(backend) + ([] if plan.search_sensitivity else ["--sensitivity"]))
-    if not (out / "search" / "pruned.pt").is_file():
-        raise SystemExit(f"the search found no pruned model: see {out / 'search' / 'summary.md'}")
-    shutil.rmtree(out / "finetune", ignore_errors=True)
-    step(["finetune", str(out / "search" / "pruned.pt"), "--data", data, "--teacher", str(base), "--epochs",
+          str(seed)] + _timing_flags(backend) + ([] if plan.search_sensitivity else ["--sensitivity"]),
+                accept=(0, EXIT_NO_FEASIBLE))
+    met = code == 0
+    if not met:
+        print("# the demo goes on with the closest plan (search/closest.pt); results.json says the limits were "
+              "missed", flush=True)
+    return {"met_limits": met, "pruned": str(out / "search" / RESULT_FILES[met][0])}
+
+
+def recover(plan: DemoPlan, out: Path, pruned: Path, base: Path, seed: int) -> Path:
+    """KD from the base; a recovery killed mid-way continues from its last epoch."""
+    run = out / "finetune"
+    step(["finetune", str(pruned), "--data", str(out / "data" / "data.yaml"), "--teacher", str(base), "--epochs",
           str(plan.finetune_epochs), "--eval-every", str(plan.finetune_epochs), "--imgsz", str(plan.size),
-          "--seed", str(seed), "--out", str(out / "finetune")])
-    return out / "finetune" / "best.pt"
+          "--seed", str(seed), "--out", str(run)] + (["--resume"] if (run / "last.pt").is_file() else []))
+    return run / "best.pt"
 
 
 def ship(plan: DemoPlan, out: Path, name: str, ckpt: Path) -> dict:
@@ -123,7 +203,8 @@ def profile(plan: DemoPlan, out: Path, name: str, backend: str) -> dict:
     return {"params": prof["params"], "GFLOPs": prof["GFLOPs"], "latency_ms": prof["median_ms"]}
 
 
-def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str, seconds: float) -> dict:
+def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str, seconds: float,
+              smoke: bool = False, met_limits: bool = True) -> dict:
     def row(name: str, m: dict) -> dict:
         return {"model": name, "params": m["params"], "GFLOPs": m["GFLOPs"], "latency_ms": m["latency_ms"],
                 "speedup": base["latency_ms"] / m["latency_ms"], "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"]}
@@ -135,38 +216,68 @@ def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str,
              "map50_change_points": 100 * (pruned["mAP50"] - base["mAP50"])}
     timing = "onnxruntime CPU, 1 thread" if backend in ("ort", "onnxruntime") else backend
     files = {"base checkpoint": "train/best.pt", "base ONNX": "model.onnx", "search": "search/summary.md",
-             "pruned checkpoint": "finetune/best.pt", "pruned ONNX": "pruned.onnx", "plan": "search/best.plan.json"}
+             "pruned checkpoint": "finetune/best.pt", "pruned ONNX": "pruned.onnx",
+             "plan": f"search/{RESULT_FILES[met_limits][1]}"}
     files.update({f"{n} TensorRT engine": f"{n}.engine" for n in ("model", "pruned")
                   if (out / f"{n}.engine").is_file()})
     result = {"rows": rows, "gains": gains, "backend": timing, "imgsz": plan.size, "plan": asdict(plan),
-              "search_chosen": search.get("chosen"), "files": files, "seconds": seconds}
+              "search_chosen": search.get("chosen"), "files": files, "seconds": seconds, "smoke_run": smoke,
+              "search_met_limits": met_limits}
     write_json(out / "results.json", result)
+    note = f"\n\n**{SMOKE_NOTE}**" if smoke else ""
     atomic_write_text(out / "results.md", f"# edgeprune demo\n\n{markdown_table(rows)}\n\nlatency: {timing}, "
-                      f"median; GFLOPs = 2 x MACs at {plan.size}x{plan.size}; mAP on the validation split.\n")
+                      f"median; GFLOPs = 2 x MACs at {plan.size}x{plan.size}; mAP on the validation split.{note}\n")
     return result
 
 
 def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, seed: int = 0,
-             backend: str = "ort") -> dict:
+             backend: str = "ort", exist_ok: bool = False, resume: bool = False) -> dict:
+    """The whole job in OUT (or the next free OUT2, ...); `resume` continues a killed run from its last step."""
     plan = QUICK if quick else DemoPlan()
     if epochs is not None:
         plan = replace(plan, epochs=epochs)
-    out = Path(out)
-    t0 = time.perf_counter()
-    base_ckpt = train_base(plan, out, seed)
-    base = ship(plan, out, "model", base_ckpt)
-    pruned_ckpt = search_and_recover(plan, out, base_ckpt, onnx_gflops(out / "model.onnx", plan.size), backend,
-                                     seed)
-    pruned = ship(plan, out, "pruned", pruned_ckpt)
-    # both profiles back to back: a machine that drifts over minutes would bias a ratio of far-apart figures
-    base.update(profile(plan, out, "model", backend))
-    pruned.update(profile(plan, out, "pruned", backend))
-    result = summarize(plan, out, base, pruned, backend, time.perf_counter() - t0)
+    out = run_dir(out, exist_ok, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    state = RunState(out, {"plan": asdict(plan), "seed": seed, "backend": backend, "quick": quick}, resume)
+    print(f"demo run directory: {out}" + (" (resumed)" if resume else ""), flush=True)
+    base_ckpt, pruned_ckpt = out / "train" / "best.pt", out / "finetune" / "best.pt"
+    if not state.done("data"):
+        make_data(plan, out, seed)
+        state.finish("data")
+    if not state.done("train"):
+        train_base(plan, out, seed)
+        state.finish("train")
+    base = state.steps["ship base"] if state.done("ship base") else state.finish("ship base",
+                                                                                 ship(plan, out, "model", base_ckpt))
+    if not state.done("search"):
+        state.finish("search", search(plan, out, base_ckpt, onnx_gflops(out / "model.onnx", plan.size), backend,
+                                      seed))
+    if not state.done("recover"):
+        recover(plan, out, Path(state.steps["search"]["pruned"]), base_ckpt, seed)
+        state.finish("recover")
+    pruned = state.steps["ship pruned"] if state.done("ship pruned") else \
+        state.finish("ship pruned", ship(plan, out, "pruned", pruned_ckpt))
+    # both profiles back to back, in one step: a machine that drifts over minutes would bias a ratio of far-apart
+    # figures
+    if not state.done("profile"):
+        state.finish("profile", {"base": profile(plan, out, "model", backend),
+                                 "pruned": profile(plan, out, "pruned", backend)})
+    base = {**base, **state.steps["profile"]["base"]}
+    pruned = {**pruned, **state.steps["profile"]["pruned"]}
+    result = summarize(plan, out, base, pruned, backend, state.elapsed(), quick,
+                       state.steps["search"]["met_limits"])
     from .report import write_report
 
     report = write_report(out)
-    g = result["gains"]
-    print(f"\n{format_table(result['rows'])}\n\n{g['flops_reduction']:.0%} fewer FLOPs, {g['speedup']:.2f}x faster "
-          f"({result['backend']}), mAP@0.5 {g['map50_change_points']:+.1f} points\n"
+    state.finish("report")
+    print(f"\n{format_table(result['rows'])}\n\n{gains_line(result)}\n"
           f"wrote {out / 'results.json'} and {report} in {result['seconds'] / 60:.1f} min")
+    if quick:
+        print(SMOKE_NOTE)
     return result
+
+
+def gains_line(result: dict) -> str:
+    g = result["gains"]
+    return (f"{g['flops_reduction']:.0%} fewer FLOPs, {format_value('speedup', g['speedup'])} faster "
+            f"({result['backend']}), mAP@0.5 {g['map50_change_points']:+.1f} points")

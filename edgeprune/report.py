@@ -7,26 +7,27 @@
     search/pareto.png         the search's Pareto front
     search/best.plan.json     the chosen plan: every group's width before, the channels it keeps
     model.onnx, pruned.onnx   timed node by node with onnxruntime's profiler (1 thread)
-    train/gamma.png           BatchNorm γ histograms of the sparsity training
+    train/best.pt             the base after sparsity training: its BatchNorm |γ|, per layer and all together
+    train/gamma.png           the training's per-layer γ histograms (folded under the γ summary)
     data/data.yaml, train/best.pt, finetune/best.pt    detections of both models on 4 validation images
 
 and writes `report.html`, `report.md` and, under `report/`, the figures (copied or drawn) and `layers.json` (the
 per-node and per-block latency). A missing input other than results.json leaves its section saying what is
-missing. The page has inline CSS, no scripts and no network references; images are relative paths.
+missing. The page has inline CSS, no scripts and no network references; images are relative paths. Long parts (the
+channel table, the per-layer histograms) are folded in <details>, closed until clicked, in both files.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .files import atomic_write_text, write_json
 from .latency.ort_profile import OTHER, by_block, layer_times
-from .tables import markdown_table
+from .tables import format_value, markdown_table
 
 __all__ = ["COLUMNS", "format_value", "summary_rows", "write_report"]
 
@@ -35,23 +36,6 @@ COLUMNS = {"model": "model", "params": "params", "GFLOPs": "GFLOPs", "latency_ms
 ASSETS = "report"
 DETECTION_IMAGES, DETECTION_CONF = 4, 0.25
 PROFILE_RUNS, PROFILE_WARMUP = 20, 5
-
-
-def format_value(column: str, value) -> str:
-    """How every number of the report is written (a results.json row's column → the text in the table)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if column == "params":
-        return f"{value / 1e6:.2f} M"
-    if column in ("GFLOPs", "block_ms"):
-        return f"{value:.3f}"
-    if column == "latency_ms":
-        return f"{value:.2f}"
-    if column in ("speedup", "ratio"):
-        return f"{value:.2f}×"
-    if column in ("mAP50", "mAP50-95"):
-        return f"{value:.3f}"
-    return str(value)
 
 
 def summary_rows(results: dict) -> list[dict[str, str]]:
@@ -76,6 +60,15 @@ class Table:
 class Image:
     path: str  # relative to the run directory
     alt: str
+
+
+@dataclass
+class Fold:
+    """Parts shown under a one-line summary, closed until clicked (<details>; GitHub renders it in Markdown too)."""
+
+    summary: str
+    parts: list
+    id: str = ""
 
 
 @dataclass
@@ -108,10 +101,13 @@ def widths_section(run_dir: Path) -> Section:
     from .report_plots import plot_widths
 
     section = Section("Channels per group", "widths")
-    path = run_dir / "search" / "best.plan.json"
-    if not path.is_file():
+    path = next((run_dir / "search" / name for name in ("best.plan.json", "closest.plan.json")
+                 if (run_dir / "search" / name).is_file()), None)
+    if path is None:
         section.parts.append(Text("No plan: search/best.plan.json is missing (did the search finish?).", note=True))
         return section
+    if path.name.startswith("closest"):
+        section.parts.append(Text("No trial met the search's hard limits: this is the closest plan.", note=True))
     plan = Plan.load(path)
     groups = list(plan.widths)
     after = [len(plan.keep.get(g, range(plan.widths[g]))) for g in groups]
@@ -123,7 +119,8 @@ def widths_section(run_dir: Path) -> Section:
         Text(f"{plan.kept} of {plan.total} channels kept over {len(groups)} coupled-channel groups "
              f"(pruning ratio {plan.ratio:.2f})."),
         Image(f"{ASSETS}/widths.png", "channels per group before and after pruning"),
-        Table(rows, id="groups", compact=True)]
+        Fold(f"Channels of each of the {len(groups)} groups (table)", [Table(rows, id="groups", compact=True)],
+             id="groups-fold")]
     return section
 
 
@@ -177,8 +174,48 @@ def _block_row(block: str, base_ms: float, pruned_ms: float) -> dict[str, str]:
             "pruned (ms)": format_value("block_ms", pruned_ms), "speed-up": format_value("ratio", ratio)}
 
 
+def gamma_section(run_dir: Path) -> Section:
+    """The γ summary drawn from train/best.pt, and the training's own per-layer histograms folded under it."""
+    section = Section("BatchNorm γ", "gamma")
+    checkpoint = run_dir / "train" / "best.pt"
+    if checkpoint.is_file():
+        section.parts += _gamma_summary(checkpoint, run_dir / ASSETS / "gamma_summary.png")
+    else:
+        section.parts.append(Text("No γ summary: train/best.pt (the base after sparsity training) is missing.",
+                                  note=True))
+    grid = _copy(run_dir, "train/gamma.png", "gamma.png", "per-layer γ histograms of the training",
+                 "Training writes them when it runs with --sparsity.")
+    section.parts.append(Fold("Per-layer histograms from the training (train/gamma.png)", grid, id="gamma-fold")
+                         if isinstance(grid[0], Image) else grid[0])
+    return section
+
+
+def _gamma_summary(checkpoint: Path, out_png: Path) -> list:
+    import numpy as np
+
+    from .checkpoint import CheckpointError, load_model
+    from .report_plots import plot_gamma_summary
+    from .sparsity import bn_layers
+
+    try:
+        model = load_model(checkpoint)
+    except CheckpointError as e:
+        return [Text(f"No γ summary: {e}", note=True)]
+    layers = [(name, bn.weight.detach().abs().numpy()) for name, bn in bn_layers(model)]
+    if not layers:
+        return [Text("No γ summary: train/best.pt has no BatchNorm layers.", note=True)]
+    plot_gamma_summary(layers, out_png)
+    values = np.concatenate([g for _, g in layers])
+    small = sum(int((g < 0.01 * g.max()).sum()) for _, g in layers) / len(values)
+    return [Text(f"|γ|, the BatchNorm scale factors of the {len(layers)} BatchNorm layers of train/best.pt (the base "
+                 f"after sparsity training): channels with small |γ| are the ones BN importance prunes first. Over "
+                 f"all {len(values)} channels the median |γ| is {np.median(values):.3g}, and {small:.1%} are under "
+                 f"1 % of their layer's largest |γ| (the share train/sparsity.json counts per layer)."),
+            Image(f"{ASSETS}/gamma_summary.png", "|γ| percentiles per BatchNorm layer and a histogram of all |γ|")]
+
+
 def detections_section(run_dir: Path, imgsz: int, labels: tuple[str, str]) -> Section:
-    from .report_plots import detection_panels, plot_detections
+    from .report_plots import MAX_LABELED, detection_panels, plot_detections
 
     section = Section("Detections", "detections")
     data_yaml = run_dir / "data" / "data.yaml"
@@ -191,7 +228,9 @@ def detections_section(run_dir: Path, imgsz: int, labels: tuple[str, str]) -> Se
     plot_detections(panels, run_dir / ASSETS / "detections.png", DETECTION_CONF)
     section.parts += [
         Text(f"The first {DETECTION_IMAGES} validation images at {imgsz} px (letterboxed as the models see them): "
-             f"ground truth dashed green, detections with score ≥ {DETECTION_CONF} solid orange."),
+             f"ground truth dashed green, detections with score ≥ {DETECTION_CONF} solid orange, the most "
+             f"confident (up to {MAX_LABELED} per image, where their labels do not overlap) with their score; base "
+             "and pruned side by side."),
         Image(f"{ASSETS}/detections.png", "detections of the base and the pruned model")]
     return section
 
@@ -234,8 +273,7 @@ def write_report(run_dir: str | Path, log=print) -> Path:
                                                 "Pareto front of the search", "Did the search run?")),
         widths_section(run_dir),
         latency_section(run_dir, imgsz, labels, log),
-        Section("BatchNorm γ", "gamma", _copy(run_dir, "train/gamma.png", "gamma.png", "γ histograms",
-                                              "Training writes them when it runs with --sparsity.")),
+        gamma_section(run_dir),
         detections_section(run_dir, imgsz, labels),
     ]
     sections += [s for s in [_files_section(results)] if s is not None]
@@ -252,7 +290,21 @@ def _subtitle(results: dict, labels: tuple[str, str]) -> str:
         parts.append(f"latency on {results['backend']}")
     if isinstance(results.get("seconds"), (int, float)):
         parts.append(f"whole run {results['seconds'] / 60:.1f} min")
+    if results.get("smoke_run"):
+        parts.append("SMOKE RUN (--quick): trained for a few epochs only, its mAP says nothing")
     return " · ".join(parts)
+
+
+def _md_part(part) -> list[str]:
+    """A part's Markdown lines, a blank line after each block (which GitHub needs around a table in <details>)."""
+    if isinstance(part, Fold):
+        inner = [line for p in part.parts for line in _md_part(p)]
+        return [f"<details><summary>{html.escape(part.summary)}</summary>", "", *inner, "</details>", ""]
+    if isinstance(part, Text):
+        return [f"*{part.text}*" if part.note else part.text, ""]
+    if isinstance(part, Table):
+        return [markdown_table(part.rows) if part.rows else "*(empty)*", ""]
+    return [f"![{part.alt}]({part.path})", ""]
 
 
 def render_markdown(title: str, subtitle: str, sections: list[Section]) -> str:
@@ -260,13 +312,7 @@ def render_markdown(title: str, subtitle: str, sections: list[Section]) -> str:
     for s in sections:
         lines += [f"## {s.title}", ""]
         for part in s.parts:
-            if isinstance(part, Text):
-                lines.append(f"*{part.text}*" if part.note else part.text)
-            elif isinstance(part, Table):
-                lines.append(markdown_table(part.rows) if part.rows else "*(empty)*")
-            else:
-                lines.append(f"![{part.alt}]({part.path})")
-            lines.append("")
+            lines += _md_part(part)
     return "\n".join(lines)
 
 
@@ -283,6 +329,7 @@ thead th { background: #f6f8fa; }
 table.compact { font-size: .8rem; } table.compact th, table.compact td { padding: .15rem .6rem; }
 img { max-width: 100%; height: auto; border: 1px solid #d0d7de; border-radius: 6px; }
 .note { color: #9a6700; background: #fff8c5; padding: .4rem .7rem; border-radius: 6px; }
+details { margin: .6rem 0 1rem; } summary { cursor: pointer; color: #0969da; }
 """
 
 
@@ -297,6 +344,10 @@ def _html_table(table: Table) -> str:
 
 
 def _html_part(part) -> str:
+    if isinstance(part, Fold):
+        inner = "\n".join(_html_part(p) for p in part.parts)
+        attrs = f' id="{part.id}"' if part.id else ""
+        return f"<details{attrs}><summary>{html.escape(part.summary)}</summary>\n{inner}</details>"
     if isinstance(part, Text):
         return f"<p{' class=note' if part.note else ''}>{html.escape(part.text)}</p>"
     if isinstance(part, Table):

@@ -117,8 +117,9 @@ def evenness(shares: dict[str, float] | list[float]) -> float:
 
 
 def plot_gamma(model: nn.Module, path: str | Path, threshold: float = 0.01, max_layers: int = 64) -> Path:
-    """Per-layer histograms of log10 |γ|, one small panel per BatchNorm; red: `threshold` × the layer's largest
-    |γ| (the line `sparsity.json` counts under)."""
+    """Per-layer histograms of log10 |γ|, one panel per BatchNorm, four a row; red: `threshold` × the layer's
+    largest |γ| (the line `sparsity.json` counts under). 10 inches wide at 100 dpi with 10-pt text, so that a page
+    showing it at up to 1000 px keeps the text legible (the demo report folds it under its own γ summary)."""
     import math
 
     import matplotlib
@@ -128,21 +129,25 @@ def plot_gamma(model: nn.Module, path: str | Path, threshold: float = 0.01, max_
     import numpy as np
 
     layers = bn_layers(model)[:max_layers]
-    cols = 8
+    from matplotlib.ticker import MaxNLocator
+
+    cols = 4
     rows = max(1, math.ceil(len(layers) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 1.5 * rows), squeeze=False)
+    height = 1.7 * rows + 0.5
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, height), squeeze=False)
     for ax, (name, bn) in zip(axes.flat, layers):
         g = bn.weight.detach().abs().clamp_min(1e-6).log10().numpy()
         line = math.log10(max(threshold * 10 ** float(g.max()), 1e-6))
         lo, hi = min(float(g.min()), line) - 0.2, max(float(g.max()), line + 1.0) + 0.2
         ax.hist(g, bins=np.linspace(lo, hi, 30), color="tab:blue")
         ax.axvline(line, color="tab:red", lw=0.8)
-        ax.set_title(name.replace(".bn", ""), fontsize=6)
-        ax.tick_params(labelsize=5)
+        ax.set_title(name.replace(".bn", ""), fontsize=10)
+        ax.tick_params(labelsize=10)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
-    fig.suptitle(f"log10 |γ| per BatchNorm layer (red: {threshold:g} × the layer's largest)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(f"log10 |γ| per BatchNorm layer (red: {threshold:g} × the layer's largest)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)

@@ -20,9 +20,12 @@ def results(out):
 
 
 def test_every_step_leaves_its_files(demo):
+    met = results(demo)["search_met_limits"]  # 4 trials of a smoke run may miss the limits: the closest plan then
+    chosen = ("search/best.plan.json", "search/pruned.pt") if met else ("search/closest.plan.json",
+                                                                         "search/closest.pt")
+    assert results(demo)["files"]["plan"] == chosen[0]
     for name in ("data/data.yaml", "train/best.pt", "train/gamma.png", "train/sparsity.json", "model.onnx",
-                 "search/result.json", "search/pareto.png", "search/best.plan.json", "search/pruned.pt",
-                 "finetune/best.pt", "pruned.onnx", "model_profile.json", "pruned_profile.json", "results.md",
+                 "search/result.json", "search/pareto.png", *chosen, "finetune/best.pt", "pruned.onnx", "model_profile.json", "pruned_profile.json", "results.md",
                  "report.html", "report.md", "report/layers.json", "report/detections.png", "report/widths.png"):
         assert (demo / name).stat().st_size > 0, name
 
@@ -46,7 +49,7 @@ def test_report_tables_equal_results_json(demo):
     assert table((demo / "report.html").read_text(), "summary")[1:] == expected
     md = (demo / "report.md").read_text()
     assert all("| " + " | ".join(cells) + " |" in md for cells in expected)
-    plan = json.loads((demo / "search" / "best.plan.json").read_text())
+    plan = json.loads((demo / results(demo)["files"]["plan"]).read_text())
     groups = table((demo / "report.html").read_text(), "groups")[1:]
     assert [int(g[2]) for g in groups] == [len(plan["keep"][name]) for name in plan["widths"]]
 
@@ -56,7 +59,8 @@ def test_report_renders_with_its_images(demo):
     try:
         driver.get((demo / "report.html").as_uri())
         images = driver.execute_script("return Array.from(document.images).map(i => i.complete && i.naturalWidth)")
-        assert len(images) == 6 and all(images), images  # training, pareto, widths, layers, gamma, detections
+        # training, pareto, widths, layers, γ summary, γ histograms (folded), detections
+        assert len(images) == 7 and all(images), images
     finally:
         driver.quit()
 
@@ -79,3 +83,55 @@ def test_quick_demo_against_a_board_agent(tmp_path):
     assert r["backend"] == spec and len(jobs) > 2  # the search's measurements and both final profiles
     prof = json.loads((tmp_path / "demo" / "pruned_profile.json").read_text())
     assert prof["backend"] == spec and prof["median_ms"] == r["rows"][1]["latency_ms"]
+
+
+def test_quick_demo_says_plainly_that_it_is_a_smoke_run(demo):
+    assert results(demo)["smoke_run"] is True
+    assert "smoke run (--quick)" in (demo / "results.md").read_text()
+    assert "SMOKE RUN (--quick)" in (demo / "report.html").read_text()
+
+
+def test_a_second_run_goes_to_a_new_directory(tmp_path):
+    from edgeprune.demo import STATE, run_dir
+
+    out = tmp_path / "demo"
+    assert run_dir(out) == out  # new
+    out.mkdir()
+    assert run_dir(out) == out  # empty
+    (out / STATE).write_text("{}")
+    assert run_dir(out) == tmp_path / "demo2" and run_dir(out, exist_ok=True) == out
+    (tmp_path / "demo2").mkdir()
+    assert run_dir(out) == tmp_path / "demo3"
+    assert run_dir(out, resume=True) == out  # OUT itself holds a run
+    with pytest.raises(FileNotFoundError, match="no demo to resume"):
+        run_dir(tmp_path / "other", resume=True)
+
+
+def test_resume_continues_a_killed_demo_from_its_last_finished_step(demo, tmp_path, capsys):
+    import shutil
+
+    from edgeprune.demo import STATE
+
+    out = tmp_path / "killed"
+    shutil.copytree(demo, out)
+    state = json.loads((out / STATE).read_text())
+    for unfinished in ("profile", "report"):  # as if killed while profiling
+        del state["steps"][unfinished]
+    (out / STATE).write_text(json.dumps(state))
+    (out / "report.html").unlink()
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    for skipped in ("data", "train", "ship base", "search", "recover", "ship pruned"):
+        assert f"# {skipped}: done in an earlier sitting, skipped" in printed
+    assert "$ edgeprune train" not in printed and "$ edgeprune profile" in printed
+    assert (out / "report.html").is_file() and "report" in json.loads((out / STATE).read_text())["steps"]
+
+
+def test_resume_with_other_settings_is_refused(demo, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "other"
+    shutil.copytree(demo, out)
+    assert main(["demo", "--quick", "--out", str(out), "--resume", "--seed", "7"]) == 2
+    assert "other settings (seed)" in capsys.readouterr().err

@@ -1,11 +1,14 @@
 """The demo report on a tiny but real run directory: synthetic data, a random-init yolov5n and a pruned copy made
 with the pruning API, both exported, results.json from the real models; then the page in headless Chromium."""
 import copy
+import io
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import report_page
 import torch
 from report_page import chrome, table
 
@@ -24,9 +27,14 @@ from edgeprune.latency.ort_profile import module_path
 from edgeprune.models import create_model, example_input
 from edgeprune.prune import plan_from_ratios, prune_model
 from edgeprune.report import COLUMNS, format_value, write_report
+from edgeprune.report_plots import DPI, MIN_FONT_PT, Panel, detections_figure, gamma_summary_figure
+from edgeprune.sparsity import bn_layers
 
 IMGSZ = 128
-FIGURES = ["training.png", "pareto.png", "widths.png", "layers.png", "gamma.png", "detections.png"]
+FIGURES = ["training.png", "pareto.png", "widths.png", "layers.png", "gamma_summary.png", "gamma.png",
+           "detections.png"]
+LEGIBLE = ["gamma_summary.png", "detections.png"]  # drawn with text of at least MIN_FONT_PT
+MIN_TEXT_PX = 8  # the smallest text these figures may show on the page, in CSS px
 
 
 def small_png(path: Path, title: str) -> None:
@@ -65,6 +73,9 @@ def make_run_dir(out: Path) -> Path:
     assert main(["data", "synth", "--out", str(out / "data"), "--train", "2", "--val", "4", "--size", str(IMGSZ)]) == 0
     torch.manual_seed(0)
     base = create_model("yolov5n", num_classes=1).eval()
+    with torch.no_grad():  # γ spread as after sparsity training (a fresh model's are all 1)
+        for _, bn in bn_layers(base):
+            bn.weight.copy_(torch.rand(bn.weight.shape).pow(4) * 10 ** torch.empty(()).uniform_(-1.5, 0.3))
     groups = find_groups(base, example_input(base))
     plan = plan_from_ratios(groups, score_groups(groups, "l1"), 0.5, round_to=8)
     pruned = prune_model(copy.deepcopy(base), plan, example_input(base)).eval()
@@ -110,6 +121,35 @@ def test_groups_table_follows_the_plan(run_dir):
     assert [r[:3] for r in rows] == [[g, str(w), str(len(plan["keep"][g]))] for g, w in plan["widths"].items()]
 
 
+def test_groups_table_is_folded(run_dir):
+    groups = len(json.loads((run_dir / "search" / "best.plan.json").read_text())["widths"])
+    summary = f"<summary>Channels of each of the {groups} groups (table)</summary>"
+    html, md = (run_dir / "report.html").read_text(), (run_dir / "report.md").read_text()
+    assert f'<details id="groups-fold">{summary}' in html and "<details open" not in html
+    assert html.index(summary) < html.index('<table id="groups"') < html.index("</details>", html.index(summary))
+    folded = md[md.index(f"<details>{summary}"):]
+    assert folded.index("| group | before | after | kept |") < folded.index("</details>")
+
+
+def figure_texts(fig) -> list:
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def test_legible_figures_have_no_text_under_10pt():
+    rng = np.random.default_rng(0)
+    layers = [(f"backbone.stage{i // 4}.{i % 4}.bn", rng.random(16) ** 4) for i in range(24)]
+    dets = np.array([[5, 5, 30, 28, 0.91, 0], [0, 0, 12, 12, 0.4, 0], *[[40, 40, 60, 60, 0.3, 0]] * 12])
+    panel = Panel(rng.random((64, 64, 3)), np.array([[4, 4, 30, 30.0]]), dets)
+    for fig in (gamma_summary_figure(layers), detections_figure([("base", [panel] * 3), ("pruned", [panel] * 3)])):
+        texts = figure_texts(fig)
+        assert len(texts) > 5 and min(t.get_fontsize() for t in texts) >= MIN_FONT_PT, \
+            sorted((t.get_fontsize(), t.get_text()) for t in texts)[:3]
+        assert fig.dpi == DPI
+
+
 def test_layers_json_times_conv_blocks(run_dir):
     layers = json.loads((run_dir / "report" / "layers.json").read_text())
     for key in ("base", "pruned"):
@@ -133,7 +173,8 @@ def test_missing_optional_inputs_are_named(tmp_path, run_dir):
     write_report(tmp_path, log=lambda *a: None)
     html = (tmp_path / "report.html").read_text()
     for missing in ("search/pareto.png is missing", "train/gamma.png is missing", "search/best.plan.json is missing",
-                    "model.onnx, pruned.onnx missing", "train/best.pt", "finetune/best.pt"):
+                    "model.onnx, pruned.onnx missing", "train/best.pt", "finetune/best.pt",
+                    "No γ summary: train/best.pt (the base after sparsity training) is missing"):
         assert missing in html
     assert table(html, "summary")[1:] == expected_rows(run_dir)
 
@@ -143,7 +184,7 @@ def test_missing_results_json_is_a_clear_error(tmp_path):
         write_report(tmp_path)
 
 
-def test_page_renders_in_headless_chromium(run_dir):
+def test_page_renders_in_headless_chromium(run_dir, tmp_path):
     from selenium.webdriver.common.by import By
 
     driver = chrome()
@@ -157,5 +198,85 @@ def test_page_renders_in_headless_chromium(run_dir):
         for cells in expected_rows(run_dir):
             for cell in cells:
                 assert cell in text
+        assert_page_not_blank(driver, tmp_path / "report.png")  # first: it makes the window as tall as the page
+        assert_figures_legible(driver, tmp_path)
+        assert_groups_fold(driver, run_dir)
     finally:
         driver.quit()
+
+
+def png_pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
+
+
+def not_blank(pixels: np.ndarray) -> bool:
+    """Something drawn: more than 2 % of the pixels clearly darker than white, and not one flat colour."""
+    return pixels.std() > 10 and (pixels < 200).mean() > 0.02
+
+
+def assert_figures_legible(driver, tmp_path: Path) -> None:
+    """The figures drawn with ≥ MIN_FONT_PT text are not shrunk on the page so far that it falls under 8 CSS px;
+    their element screenshots (saved in tmp_path) are that size and show something."""
+    from selenium.webdriver.common.by import By
+
+    for name in LEGIBLE:
+        img = driver.find_element(By.CSS_SELECTOR, f'img[src="report/{name}"]')
+        shown, natural = driver.execute_script("return [arguments[0].clientWidth, arguments[0].naturalWidth]", img)
+        smallest_px = MIN_FONT_PT / 72 * DPI * shown / natural
+        assert smallest_px >= MIN_TEXT_PX, f"{name}: {natural} px wide shown at {shown} px: text {smallest_px:.1f} px"
+        png = img.screenshot_as_png
+        (tmp_path / name).write_bytes(png)
+        pixels = png_pixels(png)
+        assert abs(pixels.shape[1] - img.size["width"]) <= 2 and abs(pixels.shape[0] - img.size["height"]) <= 2
+        assert not_blank(pixels), name
+
+
+def assert_page_not_blank(driver, path: Path) -> None:
+    """A screenshot of the whole page (the window made as tall as the page), saved to path, shows content."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(report_page.WINDOW[0], min(height + 200, 16000))
+    png = driver.get_screenshot_as_png()
+    path.write_bytes(png)
+    assert not_blank(png_pixels(png)), path
+
+
+def assert_groups_fold(driver, run_dir: Path) -> None:
+    """The channel table is folded (closed, not displayed, no height) until its summary is clicked."""
+    from selenium.webdriver.common.by import By
+
+    fold, groups = driver.find_element(By.ID, "groups-fold"), driver.find_element(By.ID, "groups")
+    height = "return arguments[0].getBoundingClientRect().height"
+    assert fold.get_attribute("open") is None and not groups.is_displayed()
+    assert driver.execute_script(height, groups) == 0
+    fold.find_element(By.TAG_NAME, "summary").click()
+    plan = json.loads((run_dir / "search" / "best.plan.json").read_text())
+    assert fold.get_attribute("open") is not None and groups.is_displayed()
+    assert driver.execute_script(height, groups) > 10 * len(plan["widths"])  # every row at least 10 px
+    assert len(groups.find_elements(By.CSS_SELECTOR, "tbody tr")) == len(plan["widths"])
+
+
+@pytest.fixture
+def no_driver(tmp_path, monkeypatch) -> None:
+    """chromium present, chromedriver absent (fake paths), EDGEPRUNE_REQUIRE_BROWSER unset."""
+    pytest.importorskip("selenium")
+    (tmp_path / "chromium").write_text("")
+    monkeypatch.setattr(report_page, "CHROMIUM", tmp_path / "chromium")
+    monkeypatch.setattr(report_page, "CHROMEDRIVER", tmp_path / "chromedriver")
+    monkeypatch.delenv(report_page.REQUIRE_BROWSER, raising=False)
+
+
+MISSING_DRIVER = (r"chromium is installed but chromedriver is not \(.*chromedriver missing\): "
+                  r"apt-get install chromium-driver")
+
+
+def test_missing_chromedriver_skips_naming_the_package(no_driver):
+    with pytest.raises(pytest.skip.Exception, match=MISSING_DRIVER):
+        report_page.chrome()
+
+
+def test_missing_chromedriver_fails_when_the_browser_is_required(no_driver, monkeypatch):
+    monkeypatch.setenv(report_page.REQUIRE_BROWSER, "1")
+    with pytest.raises(pytest.fail.Exception, match=MISSING_DRIVER + r" \(EDGEPRUNE_REQUIRE_BROWSER=1"):
+        report_page.chrome()
