@@ -19,6 +19,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from .cli import EXIT_NO_FEASIBLE, main
 from .files import atomic_write_text, write_json
@@ -115,23 +116,22 @@ class RunState:
         if saved is None:
             for name in STALE:
                 shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
-            self._write()
+            self.save()
 
     def elapsed(self) -> float:
         """Seconds of work over every sitting of this run."""
         return self.seconds + time.perf_counter() - self.mark
 
-    def _write(self) -> None:
+    def save(self) -> None:
         write_json(self.path, {"settings": self.settings, "steps": self.steps, "seconds": self.elapsed()})
 
-    def done(self, name: str) -> bool:
+    def once(self, name: str, work: Callable[[], dict | None]) -> dict:
+        """Run a step unless an earlier sitting finished it; what it returns is kept for later steps."""
         if name in self.steps:
             print(f"\n# {name}: done in an earlier sitting, skipped", flush=True)
-        return name in self.steps
-
-    def finish(self, name: str, values: dict | None = None) -> dict:
-        self.steps[name] = values or {}
-        self._write()
+        else:
+            self.steps[name] = work() or {}
+            self.save()
         return self.steps[name]
 
 
@@ -140,7 +140,7 @@ def make_data(plan: DemoPlan, out: Path, seed: int) -> None:
           "--size", str(plan.size), "--seed", str(seed)])
 
 
-def train_base(plan: DemoPlan, out: Path, seed: int) -> Path:
+def train_base(plan: DemoPlan, out: Path, seed: int) -> None:
     """Train with BN sparsity; a run killed mid-training continues from its last epoch."""
     run = out / "train"
     step(["train", "--data", str(out / "data" / "data.yaml"), "--model", plan.model, "--epochs", str(plan.epochs),
@@ -148,18 +148,17 @@ def train_base(plan: DemoPlan, out: Path, seed: int) -> Path:
           "--sparsity", plan.sparsity, "--sparsity-lambda", str(plan.sparsity_lambda), "--seed", str(seed),
           "--out", str(run)] + (["--resume"] if (run / "last.pt").is_file() else []))
     plot_training(run / "metrics.csv", out / "training.png")
-    return run / "best.pt"
 
 
 def search(plan: DemoPlan, out: Path, base: Path, base_gflops: float, backend: str, seed: int) -> dict:
     """The search picks per-block ratios against the measured speed-up (a killed search resumes its study). When
     no trial met the limits (exit code 3), the demo goes on with the closest plan and its results say so."""
-    code = step(["search", str(base), "--data", str(out / "data" / "data.yaml"), "--out", str(out / "search"),
-          "--imgsz", str(plan.size), "--trials", str(plan.search_trials), "--scopes", plan.search_scopes,
-          "--val-images", str(plan.search_val), "--backend", backend, "--speedup", str(plan.speedup),
-          "--max-gflops", f"{plan.flops_share * base_gflops:.4f}", "--importance", plan.importance, "--seed",
-          str(seed)] + _timing_flags(backend) + ([] if plan.search_sensitivity else ["--sensitivity"]),
-                accept=(0, EXIT_NO_FEASIBLE))
+    argv = ["search", str(base), "--data", str(out / "data" / "data.yaml"), "--out", str(out / "search"),
+            "--imgsz", str(plan.size), "--trials", str(plan.search_trials), "--scopes", plan.search_scopes,
+            "--val-images", str(plan.search_val), "--backend", backend, "--speedup", str(plan.speedup),
+            "--max-gflops", f"{plan.flops_share * base_gflops:.4f}", "--importance", plan.importance, "--seed",
+            str(seed)] + _timing_flags(backend) + ([] if plan.search_sensitivity else ["--sensitivity"])
+    code = step(argv, accept=(0, EXIT_NO_FEASIBLE))
     met = code == 0
     if not met:
         print("# the demo goes on with the closest plan (search/closest.pt); results.json says the limits were "
@@ -167,13 +166,12 @@ def search(plan: DemoPlan, out: Path, base: Path, base_gflops: float, backend: s
     return {"met_limits": met, "pruned": str(out / "search" / RESULT_FILES[met][0])}
 
 
-def recover(plan: DemoPlan, out: Path, pruned: Path, base: Path, seed: int) -> Path:
+def recover(plan: DemoPlan, out: Path, pruned: Path, base: Path, seed: int) -> None:
     """KD from the base; a recovery killed mid-way continues from its last epoch."""
     run = out / "finetune"
     step(["finetune", str(pruned), "--data", str(out / "data" / "data.yaml"), "--teacher", str(base), "--epochs",
           str(plan.finetune_epochs), "--eval-every", str(plan.finetune_epochs), "--imgsz", str(plan.size),
           "--seed", str(seed), "--out", str(run)] + (["--resume"] if (run / "last.pt").is_file() else []))
-    return run / "best.pt"
 
 
 def ship(plan: DemoPlan, out: Path, name: str, ckpt: Path) -> dict:
@@ -241,35 +239,24 @@ def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, se
     state = RunState(out, {"plan": asdict(plan), "seed": seed, "backend": backend, "quick": quick}, resume)
     print(f"demo run directory: {out}" + (" (resumed)" if resume else ""), flush=True)
     base_ckpt, pruned_ckpt = out / "train" / "best.pt", out / "finetune" / "best.pt"
-    if not state.done("data"):
-        make_data(plan, out, seed)
-        state.finish("data")
-    if not state.done("train"):
-        train_base(plan, out, seed)
-        state.finish("train")
-    base = state.steps["ship base"] if state.done("ship base") else state.finish("ship base",
-                                                                                 ship(plan, out, "model", base_ckpt))
-    if not state.done("search"):
-        state.finish("search", search(plan, out, base_ckpt, onnx_gflops(out / "model.onnx", plan.size), backend,
-                                      seed))
-    if not state.done("recover"):
-        recover(plan, out, Path(state.steps["search"]["pruned"]), base_ckpt, seed)
-        state.finish("recover")
-    pruned = state.steps["ship pruned"] if state.done("ship pruned") else \
-        state.finish("ship pruned", ship(plan, out, "pruned", pruned_ckpt))
+    state.once("data", lambda: make_data(plan, out, seed))
+    state.once("train", lambda: train_base(plan, out, seed))
+    base = state.once("ship base", lambda: ship(plan, out, "model", base_ckpt))
+    found = state.once("search", lambda: search(plan, out, base_ckpt, onnx_gflops(out / "model.onnx", plan.size),
+                                                backend, seed))
+    state.once("recover", lambda: recover(plan, out, Path(found["pruned"]), base_ckpt, seed))
+    pruned = state.once("ship pruned", lambda: ship(plan, out, "pruned", pruned_ckpt))
     # both profiles back to back, in one step: a machine that drifts over minutes would bias a ratio of far-apart
     # figures
-    if not state.done("profile"):
-        state.finish("profile", {"base": profile(plan, out, "model", backend),
-                                 "pruned": profile(plan, out, "pruned", backend)})
-    base = {**base, **state.steps["profile"]["base"]}
-    pruned = {**pruned, **state.steps["profile"]["pruned"]}
-    result = summarize(plan, out, base, pruned, backend, state.elapsed(), quick,
-                       state.steps["search"]["met_limits"])
+    timed = state.once("profile", lambda: {"base": profile(plan, out, "model", backend),
+                                           "pruned": profile(plan, out, "pruned", backend)})
+    result = summarize(plan, out, {**base, **timed["base"]}, {**pruned, **timed["pruned"]}, backend,
+                       state.elapsed(), quick, found["met_limits"])
     from .report import write_report
 
     report = write_report(out)
-    state.finish("report")
+    state.steps["report"] = {}
+    state.save()
     print(f"\n{format_table(result['rows'])}\n\n{gains_line(result)}\n"
           f"wrote {out / 'results.json'} and {report} in {result['seconds'] / 60:.1f} min")
     if quick:

@@ -223,7 +223,8 @@ def _draw(ax, panel: Panel, px: float) -> int:
 
 def _panel_title(label: str, n: int, labelled: int) -> str:
     shown = f", {labelled} scores shown" if labelled < n else ""
-    return f"{label}: {n}{' (most confident)' if n >= MAX_DRAWN else ''} detections{shown}"
+    noun = "detection" if n == 1 else "detections"
+    return f"{label}: {n}{' (most confident)' if n >= MAX_DRAWN else ''} {noun}{shown}"
 
 
 def detections_figure(panels: list[tuple[str, list[Panel]]], conf: float = 0.25):
