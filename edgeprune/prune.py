@@ -212,6 +212,34 @@ def pruned_model(model: nn.Module, plan: Plan, example_inputs: torch.Tensor) -> 
         return prune_model(m, plan, example_inputs)
 
 
+def adopt(base: nn.Module, pruned: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
+    """An edgeprune-pruned copy of `base` that carries the weights of `pruned`, a copy of `base` that another tool
+    (Torch-Pruning, NVIDIA ModelOpt, ...) pruned physically: same module names, fewer channels.
+
+    Each group keeps as many channels as `pruned`'s root layer has; the channels themselves come with `pruned`'s
+    state dict, so the result computes exactly what `pruned` computes, and saves and loads as an edgeprune
+    checkpoint (base config + plan + weights) instead of a pickled module. Raises ValueError when `pruned` changed
+    something that is not a group's width (its tensors then do not fit).
+    """
+    from .graph import find_groups
+
+    modules = dict(pruned.named_modules())
+    groups = find_groups(base, example_inputs)
+    widths = {}
+    for g in groups:
+        root = modules.get(g.root.name)
+        if root is None:
+            raise ValueError(f"the pruned model has no layer {g.root.name} (was it renamed?)")
+        widths[g.name] = root.weight.shape[0]
+    plan = Plan({name: list(range(w)) for name, w in widths.items()}, {g.name: g.width for g in groups},
+                {"mode": "adopted", "from": type(pruned).__name__})
+    model = pruned_model(base, plan, example_inputs)
+    from .checkpoint import load_weights
+
+    load_weights(model, pruned.state_dict(), source="the pruned model")
+    return model
+
+
 def ratio_for_flops(make_plan: Callable[[float], Plan], model: nn.Module, share: float, img_size: int,
                     steps: int = 14) -> tuple[float, Plan]:
     """Bisect the ratio whose plan (`make_plan(ratio)`) leaves at most `share` of the model's FLOPs."""
