@@ -53,7 +53,6 @@ def modelopt_fastnas(model: nn.Module, flops_share: float, score: Callable[[nn.M
     """`model` pruned by ModelOpt FastNAS to at most `flops_share` of its FLOPs, maximising `score`; batch norms
     recalibrated on `loader` (batches of (images, targets, paths), as edgeprune's loaders yield)."""
     try:
-        import modelopt.torch.nas as mtn
         import modelopt.torch.prune as mtp
     except Exception as e:  # ImportError, or a CUDA-only dependency failing at import
         raise PeerUnavailable(f"nvidia-modelopt does not import here: {type(e).__name__}: {e}") from None
@@ -64,9 +63,8 @@ def modelopt_fastnas(model: nn.Module, flops_share: float, score: Callable[[nn.M
     if checkpoint:
         config["checkpoint"] = checkpoint
     try:
-        searched, _ = mtp.prune(work, mode="fastnas", constraints={"flops": f"{100 * flops_share:.1f}%"},
-                                dummy_input=example, config=config)
-        plain = mtn.export(searched)
+        plain, _ = mtp.prune(work, mode="fastnas", constraints={"flops": f"{100 * flops_share:.1f}%"},
+                             dummy_input=example, config=config)  # returns the exported (plain) pruned model
     except Exception as e:
         raise PeerUnavailable(f"ModelOpt FastNAS failed: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     return adopt(model, plain, example)

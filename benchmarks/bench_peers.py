@@ -1,0 +1,286 @@
+"""Against what users would pick instead: every method at equal *measured* latency, the same recovery budget.
+
+    python benchmarks/bench_peers.py [--model yolov5s] [--speedup 2] [--seeds 3] [--work runs/bench-peers]
+    python benchmarks/bench_peers.py --model yolov5n --speedup 2.5 --no-nano-target      # the second table
+    python benchmarks/bench_peers.py --smoke                                             # every row, tiny sizes
+
+Setting: synthetic SAR (the demo's generator, 500 train / 100 val at 320 px); the base is the model trained
+densely with the demo's recipe (36 epochs). Targets on onnxruntime CPU, 1 thread: the base's latency / --speedup,
+and (for a yolov5s base) the latency of a dense yolov5n at the same input. Rows, each tuned until its measured
+latency is within 3 % of the target (edgeprune.latency.match), every pruned row recovered by the same KD epochs
+from the same dense base:
+
+  base, base + R epochs      the reference, and the same base trained on for the recovery epochs (the fair "loss")
+  (a) tp-l1, tp-bn           Torch-Pruning MagnitudePruner, uniform ratio, round_to 8, Detect convs ignored
+  (b) modelopt-fastnas       NVIDIA ModelOpt FastNAS under a FLOPs limit (or the error that stops it here)
+  (c) narrow                 a narrower yolov5 trained from scratch for E + R epochs
+  (d) input                  the dense base at a smaller input size
+  (e) edgeprune              bn-l1 sparsity training, search with the latency objective, KD (the demo's path)
+  (f) edgeprune-flops        the search with a FLOPs cap (the FLOPs of (a) at the target), same recovery
+
+ModelOpt row: `pip install -c constraints.txt nvidia-modelopt huggingface_hub` and then
+`pip install --no-deps torchprofile==0.0.4` (ModelOpt 0.47 imports huggingface_hub without declaring it, and its
+FLOPs counter needs torchprofile's pre-0.1 API, whose 0.0.4 release declares torchvision, CUDA-only here, although
+it never imports it). Without them the row records the error.
+
+Every finished row is kept in WORK/rows/ (checkpoints beside it), so the script resumes and can run in several
+sittings. The final models of one target are measured back to back, in turns, 3 passes, lowest median.
+Writes benchmarks/results/peers.json (or peers_<model>.json), a plot and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.peers import PeerUnavailable, modelopt_fastnas, narrow_yolov5, torch_pruning_uniform  # noqa: E402
+from edgeprune.checkpoint import load_model, save_checkpoint  # noqa: E402
+from edgeprune.cli import main as cli  # noqa: E402
+from edgeprune.complexity import count_flops, count_params  # noqa: E402
+from edgeprune.data.dataset import build_loader  # noqa: E402
+from edgeprune.data.formats import load_dataset  # noqa: E402
+from edgeprune.evaluate import evaluate  # noqa: E402
+from edgeprune.files import write_json  # noqa: E402
+from edgeprune.latency import get_backend, module_to_onnx  # noqa: E402
+from edgeprune.latency.match import interleaved, match_latency  # noqa: E402
+from edgeprune.models import create_model  # noqa: E402
+from edgeprune.models.yolov5 import make_divisible  # noqa: E402
+from edgeprune.tables import markdown_table  # noqa: E402
+from edgeprune.train import TrainConfig, train  # noqa: E402
+
+RECIPE = {"train": 500, "val": 100, "size": 320, "epochs": 36, "recovery": 13, "trials": 30}
+SMOKE = {"train": 32, "val": 8, "size": 128, "epochs": 1, "recovery": 1, "trials": 4}
+
+
+class Bench:
+    def __init__(self, args) -> None:
+        self.args, self.work, self.r = args, Path(args.work), SMOKE if args.smoke else RECIPE
+        self.img = self.r["size"]
+        data = self.work / "data"
+        if not (data / "data.yaml").is_file():
+            cli(["data", "synth", "--out", str(data), "--train", str(self.r["train"]), "--val", str(self.r["val"]),
+                 "--size", str(self.img), "--seed", "0"])
+        self.data = data / "data.yaml"
+        self.spec = load_dataset(self.data)
+        self.backend = get_backend("ort", threads=1, runs=50 if not args.smoke else 10, warmup=10)
+
+    def ms(self, model, img: int | None = None) -> float:
+        img = img or self.img
+        return self.backend.measure(module_to_onnx(model, (1, 3, img, img)), (1, 3, img, img)).median_ms
+
+    def fit(self, name: str, model, epochs: int, seed: int, teacher=None, scratch: bool = False, **kw):
+        """`edgeprune train`'s recipe from scratch, else `edgeprune finetune`'s; a killed run resumes."""
+        run = self.work / name
+        if (run / "done").is_file():
+            return load_model(run / "last.pt").eval()
+        lr = {} if scratch else {"lr0": 0.002, "warmup_epochs": 1.0}
+        cfg = TrainConfig(epochs=epochs, batch_size=16, img_size=self.img, eval_every=epochs, seed=seed, **lr, **kw)
+        train(model.train(), self.spec.train, self.spec.val, cfg, run, resume=(run / "last.pt").is_file(),
+              progress=False, teacher=teacher)
+        (run / "done").write_text("")
+        return load_model(run / "last.pt").eval()
+
+    def row(self, name: str, make, img: int | None = None) -> dict:
+        """Cached in WORK/rows/NAME.json with the final checkpoint beside it; `make()` → (model, extra fields)."""
+        path = self.work / "rows" / f"{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        t0, img = time.perf_counter(), img or self.img
+        model, extra = make()
+        m = evaluate(model, build_loader(self.spec.val, img, 16, augment=False, shuffle=False))
+        save_checkpoint(path.with_suffix(".pt"), model)
+        row = {"name": name, "mAP50": m["map50"], "mAP50-95": m["map"], "params": count_params(model),
+               "GFLOPs": count_flops(model, img) / 1e9, "imgsz": img, "seconds": time.perf_counter() - t0, **extra}
+        write_json(path, row)
+        print(json.dumps(row), flush=True)
+        return row
+
+    def matched(self, name: str, build, lo: float, hi: float, target: float, snap=None) -> dict:
+        """The knob that meets `target` (cached), from edgeprune.latency.match."""
+        path = self.work / "rows" / f"match-{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        img_of = (lambda k: int(k)) if name.endswith("input") else (lambda k: self.img)
+        m = match_latency(build, lambda pair: self.ms(pair[0], img_of(pair[1])), target, lo, hi, snap=snap)
+        write_json(path, m.to_dict())
+        print(f"{name}: knob {m.knob:g} → {m.latency_ms:.2f} ms for {target:.2f} ms "
+              f"({'within 3 %' if m.reached else m.reason})", flush=True)
+        return m.to_dict()
+
+
+def seeds_of(bench: Bench, name: str, make_seed) -> list[dict]:
+    return [bench.row(f"{name}-s{s}", lambda s=s: make_seed(s)) for s in range(bench.args.seeds)]
+
+
+def target_rows(bench: Bench, tname: str, target: float, base, sparse) -> list[dict]:
+    """Every method at one latency target."""
+    r, rows, nc = bench.r, [], len(bench.spec.names)
+    kd = lambda name, model, s: bench.fit(name, model, r["recovery"], s, teacher=base)  # noqa: E731
+    for imp in ("l1", "bn"):
+        src = base if imp == "l1" else sparse  # BN scale ranks channels only after sparsity training
+        k = bench.matched(f"{tname}-tp-{imp}", lambda x, src=src, imp=imp: (torch_pruning_uniform(src, x, imp), x),
+                          0.0, 0.9, target)["knob"]
+        rows += seeds_of(bench, f"{tname}-tp-{imp}", lambda s, src=src, imp=imp, k=k: (
+            kd(f"{tname}-tp-{imp}-s{s}", torch_pruning_uniform(src, k, imp), s), {"method": f"(a) tp-{imp}",
+                                                                                  "knob": k}))
+    rows.append(modelopt_row(bench, tname, base, target))
+    width = bench.matched(f"{tname}-narrow", lambda w: (narrow_yolov5(w, 0.33, nc), w), 0.0625, 0.5, target,
+                          snap=lambda w: round(w * 64) / 64)["knob"]
+    rows += seeds_of(bench, f"{tname}-narrow", lambda s: (
+        bench.fit(f"{tname}-narrow-s{s}", narrow_yolov5(width, 0.33, nc), r["epochs"] + r["recovery"], s,
+                  scratch=True), {"method": "(c) narrow", "knob": width}))
+    size = int(bench.matched(f"{tname}-input", lambda i: (base, i), 64, bench.img, target,
+                             snap=lambda i: float(make_divisible(i, 32)))["knob"])
+    rows.append(bench.row(f"{tname}-input", lambda: (base, {"method": "(d) input", "knob": size}), img=size))
+    rows += edgeprune_rows(bench, tname, target, base, rows)
+    return rows
+
+
+def modelopt_row(bench: Bench, tname: str, base, target: float) -> dict:
+    path = bench.work / "rows" / f"{tname}-modelopt.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    val = build_loader(bench.spec.val[:32], bench.img, 16, augment=False, shuffle=False)
+    bn = build_loader(bench.spec.train, bench.img, 16, augment=True, shuffle=True)
+    score = lambda m: evaluate(m, val)["map50"]  # noqa: E731
+    try:
+        # FastNAS refuses FLOPs limits below what its search space reaches ("NOT all constraints can be
+        # satisfied"): the bisection starts at 30 % of the FLOPs
+        share = bench.matched(f"{tname}-modelopt", lambda f: (modelopt_fastnas(base, f, score, bn), f), 0.3, 0.9,
+                              target)["knob"]
+        return bench.row(f"{tname}-modelopt", lambda: (bench.fit(f"{tname}-modelopt-s0", modelopt_fastnas(
+            base, share, score, bn), bench.r["recovery"], 0, teacher=base), {"method": "(b) modelopt-fastnas",
+                                                                              "knob": share}))
+    except PeerUnavailable as e:
+        row = {"name": f"{tname}-modelopt", "method": "(b) modelopt-fastnas", "error": str(e)}
+        write_json(path, row)
+        print(f"{tname}: ModelOpt row not run: {e}", flush=True)
+        return row
+
+
+def edgeprune_rows(bench: Bench, tname: str, target: float, base, rows: list[dict]) -> list[dict]:
+    """(e) the demo's path: search the sparse base against the target, KD from the dense base; (f) a FLOPs cap."""
+    r, out = bench.r, []
+    tp = next(x for x in rows if x["name"].startswith(f"{tname}-tp-l1"))
+    for name, limits in ((f"{tname}-edgeprune", ["--target-latency", f"{target:.4f}ms"]),
+                         (f"{tname}-edgeprune-flops", ["--lambda-latency", "0", "--lambda-flops", "1",
+                                                       "--max-gflops", f"{tp['GFLOPs']:.4f}"])):
+        run = bench.work / f"search-{name}"
+        if not (run / "result.json").is_file():
+            cli(["search", str(bench.work / "sparse" / "last.pt"), "--data", str(bench.data), "--out", str(run),
+                 "--imgsz", str(bench.img), "--trials", str(r["trials"]), "--scopes", "blocks", "--threads", "1",
+                 "--importance", "bn", "--no-progress", *limits])
+        chosen = run / ("pruned.pt" if (run / "pruned.pt").is_file() else "closest.pt")
+        seeds = bench.args.seeds if name.endswith("edgeprune") else 1
+        out += [bench.row(f"{name}-s{s}", lambda s=s: (bench.fit(f"{name}-s{s}", load_model(chosen),
+                                                                 r["recovery"], s, teacher=base),
+                                                       {"method": "(e) edgeprune" if name.endswith("edgeprune")
+                                                        else "(f) edgeprune-flops", "plan": chosen.name}))
+                for s in range(seeds)]
+    return out
+
+
+def final_latency(bench: Bench, rows: list[dict]) -> None:
+    """All finished models of one target, measured in turns (3 passes, lowest median)."""
+    models = {x["name"]: (load_model(bench.work / "rows" / f"{x['name']}.pt"), x["imgsz"]) for x in rows
+              if "error" not in x}
+    got = interleaved(lambda pair: bench.ms(*pair), models, passes=3)
+    for x in rows:
+        if x["name"] in got:
+            x["latency_ms"], x["latency_passes"] = got[x["name"]]["ms"], got[x["name"]]["passes"]
+
+
+def summarize(rows: list[dict], target: float, base_ms: float) -> list[dict]:
+    """One line per method: mean ± spread over seeds, measured latency and its distance from the target."""
+    table = []
+    for method in dict.fromkeys(x.get("method", x["name"]) for x in rows):
+        xs = [x for x in rows if x.get("method", x["name"]) == method]
+        if "error" in xs[0]:
+            table.append({"method": method, "note": xs[0]["error"]})
+            continue
+        m5095 = [x["mAP50-95"] for x in xs]
+        lat = statistics.median(x["latency_ms"] for x in xs)
+        table.append({"method": method, "seeds": len(xs), "params": xs[0]["params"], "GFLOPs": xs[0]["GFLOPs"],
+                      "latency_ms": lat, "vs target": f"{100 * (lat / target - 1):+.1f} %",
+                      "speedup": base_ms / lat, "mAP50": statistics.mean(x["mAP50"] for x in xs),
+                      "mAP50-95": statistics.mean(m5095),
+                      "spread": f"±{(max(m5095) - min(m5095)) / 2:.3f}" if len(xs) > 1 else "–", "note": ""})
+    return table
+
+
+def plot(result: dict, path: Path) -> None:
+    """mAP@0.5:0.95 against measured latency: one marker per method (seed spread as error bars), targets dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(result["targets"]), figsize=(6.5 * len(result["targets"]), 4.8), squeeze=False)
+    for ax, (tname, t) in zip(axes[0], result["targets"].items()):
+        for row in t["table"]:
+            if "latency_ms" not in row:
+                continue
+            spread = float(row["spread"].lstrip("±")) if row["spread"] != "–" else 0.0
+            ax.errorbar(row["latency_ms"], row["mAP50-95"], yerr=spread, fmt="o", capsize=3, label=row["method"])
+        ax.axvline(t["target_ms"], ls="--", c="gray")
+        ax.axvspan(0.97 * t["target_ms"], 1.03 * t["target_ms"], color="gray", alpha=0.15, label="target ±3 %")
+        ax.set(xlabel="latency (ms, onnxruntime CPU, 1 thread)", ylabel="mAP@0.5:0.95",
+               title=f"{result['model']}, target {tname}: {t['target_ms']:.2f} ms")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="yolov5s")
+    ap.add_argument("--speedup", type=float, default=2.0)
+    ap.add_argument("--no-nano-target", action="store_true", help="skip the dense-yolov5n-latency target")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--work", default="runs/bench-peers")
+    ap.add_argument("--out", help="JSON (default benchmarks/results/peers.json, peers_<model>.json for others)")
+    ap.add_argument("--smoke", action="store_true", help="every row at tiny sizes, to check the script")
+    args = ap.parse_args()
+    args.work = Path(args.work) / args.model
+    bench, t0 = Bench(args), time.perf_counter()
+    nc, r = len(bench.spec.names), bench.r
+    base = bench.fit("base", create_model(args.model, nc), r["epochs"], 0, scratch=True)
+    sparse = bench.fit("sparse", create_model(args.model, nc), r["epochs"], 0, scratch=True, sparsity="bn-l1",
+                       sparsity_lambda=0.01)
+    saved = bench.work / "rows" / "targets.json"  # measured once: the cached knobs were matched against them
+    if saved.is_file():
+        base_ms, targets = json.loads(saved.read_text()).values()
+    else:
+        base_ms = bench.ms(base)
+        targets = {f"{args.speedup:g}x": base_ms / args.speedup}
+        if args.model != "yolov5n" and not args.no_nano_target:
+            targets["yolov5n"] = bench.ms(create_model("yolov5n", nc))
+        write_json(saved, {"base_ms": base_ms, "targets": targets})
+    refs = [bench.row("base", lambda: (base, {"method": "base"})),
+            bench.row("base-long", lambda: (bench.fit("base-long", load_model(bench.work / "base" / "last.pt"),
+                                                      r["recovery"], 0), {"method": f"base + {r['recovery']} ep"}))]
+    result = {"model": args.model, "recipe": r, "seeds": args.seeds, "targets": {}}
+    for tname, target in targets.items():
+        rows = refs + target_rows(bench, tname, target, base, sparse)
+        final_latency(bench, rows)
+        result["targets"][tname] = {"target_ms": target, "rows": rows, "table": summarize(rows, target, base_ms)}
+    result["seconds"] = time.perf_counter() - t0
+    out = Path(args.out or f"benchmarks/results/peers{'' if args.model == 'yolov5s' else '_' + args.model}"
+               f"{'_smoke' if args.smoke else ''}.json")
+    write_json(out, result)
+    plot(result, out.with_suffix(".png"))
+    for tname, t in result["targets"].items():
+        print(f"\n## {tname}: {t['target_ms']:.2f} ms\n\n{markdown_table(t['table'])}")
+    print(f"\nwrote {out} in {result['seconds'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
