@@ -1,6 +1,7 @@
 """The README's two set-up commands as a newcomer runs them: fresh clone, fresh venv, quiet and under load.
 
-    python benchmarks/bench_newcomer.py [--repo .] [--work /tmp/edgeprune-newcomer] [--out benchmarks/results/newcomer.json]
+    python benchmarks/bench_newcomer.py [--repo .] [--work /tmp/edgeprune-newcomer]
+                                        [--out benchmarks/results/newcomer.json]
 
 For each condition (quiet; with another heavy process: a one-thread torch matmul loop holding one core) it clones
 the repository, makes a venv, and times `pip install -c constraints.txt -e . && edgeprune demo`, then

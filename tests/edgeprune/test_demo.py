@@ -25,7 +25,8 @@ def test_every_step_leaves_its_files(demo):
                                                                          "search/closest.pt")
     assert results(demo)["files"]["plan"] == chosen[0]
     for name in ("data/data.yaml", "train/best.pt", "train/gamma.png", "train/sparsity.json", "model.onnx",
-                 "search/result.json", "search/pareto.png", *chosen, "finetune/best.pt", "pruned.onnx", "model_profile.json", "pruned_profile.json", "results.md",
+                 "search/result.json", "search/pareto.png", *chosen, "finetune/best.pt", "pruned.onnx",
+                 "model_profile.json", "pruned_profile.json", "results.md",
                  "report.html", "report.md", "report/layers.json", "report/detections.png", "report/widths.png"):
         assert (demo / name).stat().st_size > 0, name
 
