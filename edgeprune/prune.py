@@ -32,9 +32,13 @@ class Plan:
     widths: dict[str, int]  # every group's width before pruning (groups absent from keep stay whole)
     info: dict = field(default_factory=dict)  # how it was made: criterion, requested ratio, round_to, ...
 
+    def kept_width(self, name: str) -> int:
+        """Channels group `name` keeps (all of them when the plan leaves it alone)."""
+        return len(self.keep.get(name, range(self.widths[name])))
+
     @property
     def kept(self) -> int:
-        return sum(len(self.keep.get(name, range(w))) for name, w in self.widths.items())
+        return sum(self.kept_width(name) for name in self.widths)
 
     @property
     def total(self) -> int:
@@ -135,10 +139,6 @@ def plan_global(groups: list[Group], scores: dict[str, torch.Tensor], ratio: flo
     return Plan(keep, widths, info)
 
 
-def _kept(plan: Plan, group: Group) -> int:
-    return len(plan.keep.get(group.name, range(group.width)))
-
-
 def plan_warnings(plan: Plan, groups: list[Group], round_to: int = 8, min_width: int = 8) -> list[str]:
     """What a user should hear about a plan: a ratio it could not reach, groups cut to their minimum width."""
     out = []
@@ -146,8 +146,8 @@ def plan_warnings(plan: Plan, groups: list[Group], round_to: int = 8, min_width:
     if asked is not None and plan.ratio < asked - 0.01:
         out.append(f"asked for ratio {asked:g}, the plan reaches {plan.ratio:.3f}: that is the most pruning the "
                    f"minimum widths allow (--min-width {min_width}, rounding to {round_to})")
-    floor = [g.name for g in groups if g.width > min_width and _kept(plan, g) <= g.width // 4
-             and _kept(plan, g) <= group_widths_allowed(g, round_to, min_width)[0]]
+    floor = [g.name for g in groups if g.width > min_width and plan.kept_width(g.name) <= g.width // 4
+             and plan.kept_width(g.name) <= group_widths_allowed(g, round_to, min_width)[0]]
     if floor:
         names = ", ".join(floor[:3]) + (", ..." if len(floor) > 3 else "")
         out.append(f"{len(floor)} of {len(groups)} groups lose 75 % or more and are cut to their minimum width "
@@ -221,6 +221,7 @@ def adopt(base: nn.Module, pruned: nn.Module, example_inputs: torch.Tensor) -> n
     checkpoint (base config + plan + weights) instead of a pickled module. Raises ValueError when `pruned` changed
     something that is not a group's width (its tensors then do not fit).
     """
+    from .checkpoint import load_weights
     from .graph import find_groups
 
     modules = dict(pruned.named_modules())
@@ -234,8 +235,6 @@ def adopt(base: nn.Module, pruned: nn.Module, example_inputs: torch.Tensor) -> n
     plan = Plan({name: list(range(w)) for name, w in widths.items()}, {g.name: g.width for g in groups},
                 {"mode": "adopted", "from": type(pruned).__name__})
     model = pruned_model(base, plan, example_inputs)
-    from .checkpoint import load_weights
-
     load_weights(model, pruned.state_dict(), source="the pruned model")
     return model
 

@@ -110,7 +110,7 @@ def widths_section(run_dir: Path) -> Section:
         section.parts.append(Text("No trial met the search's hard limits: this is the closest plan.", note=True))
     plan = Plan.load(path)
     groups = list(plan.widths)
-    after = [len(plan.keep.get(g, range(plan.widths[g]))) for g in groups]
+    after = [plan.kept_width(g) for g in groups]
     before = [plan.widths[g] for g in groups]
     plot_widths(groups, before, after, run_dir / ASSETS / "widths.png")
     rows = [{"group": g, "before": str(b), "after": str(a), "kept": f"{a / b:.0%}"}

@@ -12,9 +12,9 @@ from typing import Callable
 
 import torch
 
-from deploy.machine import LoadMeter, busy_elsewhere, free_cores, is_loaded, load_note, usable_cores
+from deploy.machine import busy_elsewhere, free_cores, is_loaded, load_note, usable_cores
 
-__all__ = ["LoadMeter", "TorchThreads"]
+__all__ = ["TorchThreads"]
 
 
 class TorchThreads:

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from deploy.machine import LoadMeter
+
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .data.dataset import build_loader
 from .distill import DetectionKD, FeatureKD
@@ -26,7 +28,7 @@ from .evaluate import evaluate
 from .files import atomic_write_text, write_json
 from .models.loss import YOLOv5Loss
 from .sparsity import HeadInputs, Sparsifier, evenness, feature_attention_loss, layer_sparsity, plot_gamma
-from .threads import LoadMeter, TorchThreads
+from .threads import TorchThreads
 
 
 @dataclass

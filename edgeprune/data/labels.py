@@ -65,19 +65,18 @@ class Skips:
     """Runs per-image parsers; with skip_bad, turns their LabelErrors into counts.
 
     Readers set `split` before each split. A bad image in a split the caller does not `need` (eval needs only
-    val) is dropped without stopping, counted in `ignored`, and not warned about: it is not this command's business.
+    val) is dropped without stopping and not warned about: it is not this command's business.
     """
 
     def __init__(self, skip_bad: bool, need: Iterable[str] = SPLITS) -> None:
         self.skip_bad, self.counts, self.examples = skip_bad, {}, []
-        self.need, self.split, self.ignored = set(need), None, 0
+        self.need, self.split = set(need), None
 
     def run(self, fn: Callable[..., _T], *args: Any) -> _T | None:
         try:
             return fn(*args)
         except LabelError as e:
             if self.split is not None and self.split not in self.need and e.kind != "config":
-                self.ignored += 1
                 return None
             if not self.skip_bad or e.kind == "config":
                 raise

@@ -62,8 +62,8 @@ def match_latency(build: Callable[[float], Any], measure: Callable[[Any], float]
         return Match(k, tried[k][0], target_ms, tried[k][1], reached, reason,
                      [(kk, ms) for kk, (ms, _) in tried.items()])
 
-    def close(k: float) -> bool:
-        return abs(tried[snap(k)][0] / target_ms - 1.0) <= tol
+    def close(k: float) -> bool:  # k: a knob already tried (snapped)
+        return abs(tried[k][0] / target_ms - 1.0) <= tol
 
     lo, hi = snap(lo), snap(hi)
     t_lo, t_hi = probe(lo), probe(hi)
@@ -76,9 +76,9 @@ def match_latency(build: Callable[[float], Any], measure: Callable[[Any], float]
     a, b = (lo, hi) if t_lo > target_ms else (hi, lo)  # latency(a) above the target, latency(b) below
     for _ in range(steps):
         mid = snap((a + b) / 2)
-        if mid in (snap(a), snap(b)):
-            return result(False, f"no knob value between {a:g} ({tried[snap(a)][0]:.2f} ms) and {b:g} "
-                                 f"({tried[snap(b)][0]:.2f} ms) lands within {tol:.0%} of {target_ms:.2f} ms: "
+        if mid in (a, b):
+            return result(False, f"no knob value between {a:g} ({tried[a][0]:.2f} ms) and {b:g} "
+                                 f"({tried[b][0]:.2f} ms) lands within {tol:.0%} of {target_ms:.2f} ms: "
                                  f"the knob is too coarse here")
         if probe(mid) > target_ms:
             a = mid

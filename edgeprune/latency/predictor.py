@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-
 from tqdm import tqdm
 
 from ..files import atomic_write_text

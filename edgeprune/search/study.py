@@ -40,25 +40,31 @@ def open_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None =
     duplicate-key error (PostgreSQL). The winner has then created everything, so the loser only needs to try again.
     """
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+    def create() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = {} if heartbeat_s is None else {
+                "heartbeat_interval": heartbeat_s, "grace_period": grace_s,
+                "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)}
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **retry)
+
+    return _despite_creation_race(create, attempts)
+
+
+def _despite_creation_race(create, attempts: int):
+    """`create()`, tried again while it fails the way another process creating the same rows at the same moment
+    makes it fail (a unique constraint, a locked database, a table that already exists)."""
     for attempt in range(attempts):
         try:
-            with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                retry = {} if heartbeat_s is None else {
-                    "heartbeat_interval": heartbeat_s, "grace_period": grace_s,
-                    "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)}
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, **retry)
+            return create()
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
-            if attempt == attempts - 1 or not _creation_race(e):
+            text = str(e).lower()
+            race = isinstance(e, sqlalchemy.exc.IntegrityError) or "locked" in text or "already exists" in text
+            if attempt == attempts - 1 or not race:
                 raise
             time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-def _creation_race(e: Exception) -> bool:
-    """Errors that another process creating the same tables at the same moment causes."""
-    text = str(e).lower()
-    return isinstance(e, sqlalchemy.exc.IntegrityError) or "locked" in text or "already exists" in text
 
 
 def open_study(cfg: SearchConfig, directions: list[str], seed: int) -> optuna.Study:
@@ -69,15 +75,9 @@ def open_study(cfg: SearchConfig, directions: list[str], seed: int) -> optuna.St
         sampler = optuna.samplers.NSGAIISampler(population_size=20, seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
-    for attempt in range(3):  # two processes creating the study itself race the same way
-        try:
-            return optuna.create_study(storage=storage, sampler=sampler, study_name=cfg.study_name,
-                                       directions=directions, load_if_exists=True)
-        except sqlalchemy.exc.IntegrityError:
-            if attempt == 2:
-                raise
-            time.sleep(random.uniform(0.05, 0.2))
-    raise AssertionError("unreachable")
+    # two processes creating the study itself race the same way as on the tables
+    return _despite_creation_race(lambda: optuna.create_study(
+        storage=storage, sampler=sampler, study_name=cfg.study_name, directions=directions, load_if_exists=True), 3)
 
 
 def _study_for(cfg: SearchConfig, ctx: SearchContext, seed: int) -> optuna.Study:
