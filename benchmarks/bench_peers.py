@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deploy.machine import LoadMeter  # noqa: E402
 from benchmarks.peers import PeerUnavailable, modelopt_fastnas, narrow_yolov5, torch_pruning_uniform  # noqa: E402
 from edgeprune.checkpoint import load_model, save_checkpoint  # noqa: E402
 from edgeprune.cli import main as cli  # noqa: E402
@@ -70,20 +71,23 @@ class Bench:
         self.spec = load_dataset(self.data)
         self.backend = get_backend("ort", threads=1, runs=50 if not args.smoke else 10, warmup=10)
 
-    def ms(self, model, img: int | None = None) -> float:
+    def stats(self, model, img: int | None = None):
         img = img or self.img
-        return self.backend.measure(module_to_onnx(model, (1, 3, img, img)), (1, 3, img, img)).median_ms
+        return self.backend.measure(module_to_onnx(model, (1, 3, img, img)), (1, 3, img, img))
+
+    def ms(self, model, img: int | None = None) -> float:
+        return self.stats(model, img).median_ms
 
     def fit(self, name: str, model, epochs: int, seed: int, teacher=None, scratch: bool = False, **kw):
         """`edgeprune train`'s recipe from scratch, else `edgeprune finetune`'s; a killed run resumes."""
-        run = self.work / name
+        run, t0 = self.work / name, time.perf_counter()
         if (run / "done").is_file():
             return load_model(run / "last.pt").eval()
         lr = {} if scratch else {"lr0": 0.002, "warmup_epochs": 1.0}
         cfg = TrainConfig(epochs=epochs, batch_size=16, img_size=self.img, eval_every=epochs, seed=seed, **lr, **kw)
         train(model.train(), self.spec.train, self.spec.val, cfg, run, resume=(run / "last.pt").is_file(),
               progress=False, teacher=teacher)
-        (run / "done").write_text("")
+        (run / "done").write_text(f"{time.perf_counter() - t0:.1f}")  # seconds of this sitting's training
         return load_model(run / "last.pt").eval()
 
     def row(self, name: str, make, img: int | None = None) -> dict:
@@ -91,12 +95,13 @@ class Bench:
         path = self.work / "rows" / f"{name}.json"
         if path.is_file():
             return json.loads(path.read_text())
-        t0, img = time.perf_counter(), img or self.img
+        t0, img, load = time.perf_counter(), img or self.img, LoadMeter().start()
         model, extra = make()
         m = evaluate(model, build_loader(self.spec.val, img, 16, augment=False, shuffle=False))
         save_checkpoint(path.with_suffix(".pt"), model)
         row = {"name": name, "mAP50": m["map50"], "mAP50-95": m["map"], "params": count_params(model),
-               "GFLOPs": count_flops(model, img) / 1e9, "imgsz": img, "seconds": time.perf_counter() - t0, **extra}
+               "GFLOPs": count_flops(model, img) / 1e9, "imgsz": img, "seconds": time.perf_counter() - t0,
+               "load_elsewhere": load.stop(), **extra}
         write_json(path, row)
         print(json.dumps(row), flush=True)
         return row
@@ -122,22 +127,25 @@ def target_rows(bench: Bench, tname: str, target: float, base, sparse) -> list[d
     """Every method at one latency target."""
     r, rows, nc = bench.r, [], len(bench.spec.names)
     kd = lambda name, model, s: bench.fit(name, model, r["recovery"], s, teacher=base)  # noqa: E731
+    kd_ep = f"{r['recovery']} ep KD"
     for imp in ("l1", "bn"):
         src = base if imp == "l1" else sparse  # BN scale ranks channels only after sparsity training
         k = bench.matched(f"{tname}-tp-{imp}", lambda x, src=src, imp=imp: (torch_pruning_uniform(src, x, imp), x),
                           0.0, 0.9, target)["knob"]
         rows += seeds_of(bench, f"{tname}-tp-{imp}", lambda s, src=src, imp=imp, k=k: (
             kd(f"{tname}-tp-{imp}-s{s}", torch_pruning_uniform(src, k, imp), s), {"method": f"(a) tp-{imp}",
-                                                                                  "knob": k}))
+                                                                                  "knob": k, "training": kd_ep}))
     rows.append(modelopt_row(bench, tname, base, target))
     width = bench.matched(f"{tname}-narrow", lambda w: (narrow_yolov5(w, 0.33, nc), w), 0.0625, 0.5, target,
                           snap=lambda w: round(w * 64) / 64)["knob"]
     rows += seeds_of(bench, f"{tname}-narrow", lambda s: (
         bench.fit(f"{tname}-narrow-s{s}", narrow_yolov5(width, 0.33, nc), r["epochs"] + r["recovery"], s,
-                  scratch=True), {"method": "(c) narrow", "knob": width}))
+                  scratch=True), {"method": "(c) narrow", "knob": width,
+                                 "training": f"{r['epochs'] + r['recovery']} ep from scratch"}))
     size = int(bench.matched(f"{tname}-input", lambda i: (base, i), 64, bench.img, target,
                              snap=lambda i: float(make_divisible(i, 32)))["knob"])
-    rows.append(bench.row(f"{tname}-input", lambda: (base, {"method": "(d) input", "knob": size}), img=size))
+    rows.append(bench.row(f"{tname}-input", lambda: (base, {"method": "(d) input", "knob": size,
+                                                                 "training": "none (the base)"}), img=size))
     rows += edgeprune_rows(bench, tname, target, base, rows)
     return rows
 
@@ -149,14 +157,17 @@ def modelopt_row(bench: Bench, tname: str, base, target: float) -> dict:
     val = build_loader(bench.spec.val[:32], bench.img, 16, augment=False, shuffle=False)
     bn = build_loader(bench.spec.train, bench.img, 16, augment=True, shuffle=True)
     score = lambda m: evaluate(m, val)["map50"]  # noqa: E731
+    # FastNAS keeps its per-layer sensitivity map in this checkpoint and reuses it under any new FLOPs limit
+    sensitivity = bench.work / "modelopt-search.pth"
     try:
         # FastNAS refuses FLOPs limits below what its search space reaches ("NOT all constraints can be
         # satisfied"): the bisection starts at 30 % of the FLOPs
-        share = bench.matched(f"{tname}-modelopt", lambda f: (modelopt_fastnas(base, f, score, bn), f), 0.3, 0.9,
-                              target)["knob"]
-        return bench.row(f"{tname}-modelopt", lambda: (bench.fit(f"{tname}-modelopt-s0", modelopt_fastnas(
-            base, share, score, bn), bench.r["recovery"], 0, teacher=base), {"method": "(b) modelopt-fastnas",
-                                                                              "knob": share}))
+        fastnas = lambda f: modelopt_fastnas(base, f, score, bn, checkpoint=str(sensitivity))  # noqa: E731
+        share = bench.matched(f"{tname}-modelopt", lambda f: (fastnas(f), f), 0.3, 0.9, target)["knob"]
+        return bench.row(f"{tname}-modelopt", lambda: (bench.fit(f"{tname}-modelopt-s0", fastnas(share),
+                                                                 bench.r["recovery"], 0, teacher=base),
+                                                       {"method": "(b) modelopt-fastnas", "knob": share,
+                                                        "training": f"{bench.r['recovery']} ep KD"}))
     except PeerUnavailable as e:
         row = {"name": f"{tname}-modelopt", "method": "(b) modelopt-fastnas", "error": str(e)}
         write_json(path, row)
@@ -171,46 +182,67 @@ def edgeprune_rows(bench: Bench, tname: str, target: float, base, rows: list[dic
     for name, limits in ((f"{tname}-edgeprune", ["--target-latency", f"{target:.4f}ms"]),
                          (f"{tname}-edgeprune-flops", ["--lambda-latency", "0", "--lambda-flops", "1",
                                                        "--max-gflops", f"{tp['GFLOPs']:.4f}"])):
-        run = bench.work / f"search-{name}"
-        if not (run / "result.json").is_file():
+        run, t0 = bench.work / f"search-{name}", time.perf_counter()
+        if not (run / "search_s.txt").is_file():
             cli(["search", str(bench.work / "sparse" / "last.pt"), "--data", str(bench.data), "--out", str(run),
                  "--imgsz", str(bench.img), "--trials", str(r["trials"]), "--scopes", "blocks", "--threads", "1",
                  "--importance", "bn", "--no-progress", *limits])
+            (run / "search_s.txt").write_text(f"{time.perf_counter() - t0:.1f}")
+        search_s = float((run / "search_s.txt").read_text())
         chosen = run / ("pruned.pt" if (run / "pruned.pt").is_file() else "closest.pt")
         seeds = bench.args.seeds if name.endswith("edgeprune") else 1
         out += [bench.row(f"{name}-s{s}", lambda s=s: (bench.fit(f"{name}-s{s}", load_model(chosen),
                                                                  r["recovery"], s, teacher=base),
                                                        {"method": "(e) edgeprune" if name.endswith("edgeprune")
-                                                        else "(f) edgeprune-flops", "plan": chosen.name}))
+                                                        else "(f) edgeprune-flops", "plan": chosen.name,
+                                                        "search_s": search_s,
+                                                        "training": f"{r['recovery']} ep KD"}))
                 for s in range(seeds)]
     return out
 
 
 def final_latency(bench: Bench, rows: list[dict]) -> None:
-    """All finished models of one target, measured in turns (3 passes, lowest median)."""
-    models = {x["name"]: (load_model(bench.work / "rows" / f"{x['name']}.pt"), x["imgsz"]) for x in rows
+    """All finished models of one target, measured in turns (3 passes); each keeps its pass of lowest median."""
+    models = {x["name"]: (x["name"], load_model(bench.work / "rows" / f"{x['name']}.pt"), x["imgsz"]) for x in rows
               if "error" not in x}
-    got = interleaved(lambda pair: bench.ms(*pair), models, passes=3)
+    best: dict = {}
+
+    def measure(entry) -> float:
+        name, model, img = entry
+        stats = bench.stats(model, img)
+        if name not in best or stats.median_ms < best[name].median_ms:
+            best[name] = stats
+        return stats.median_ms
+
+    got = interleaved(measure, models, passes=3)
     for x in rows:
         if x["name"] in got:
-            x["latency_ms"], x["latency_passes"] = got[x["name"]]["ms"], got[x["name"]]["passes"]
+            s = best[x["name"]]
+            x.update(latency_ms=s.median_ms, p90_ms=s.p90_ms, latency_passes=got[x["name"]]["passes"],
+                     latency_load_elsewhere=s.info.get("load_elsewhere"))
 
 
-def summarize(rows: list[dict], target: float, base_ms: float) -> list[dict]:
-    """One line per method: mean ± spread over seeds, measured latency and its distance from the target."""
-    table = []
+def summarize(rows: list[dict], target: float) -> list[dict]:
+    """One line per method: mean and spread (half the range) over seeds, the measured latency's median over seeds,
+    its distance from the target and its speed-up over the base measured in the same pass, the training each row
+    had and the method's wall time (mean per seed)."""
+    table, base_ms = [], next(x["latency_ms"] for x in rows if x["name"] == "base")
     for method in dict.fromkeys(x.get("method", x["name"]) for x in rows):
         xs = [x for x in rows if x.get("method", x["name"]) == method]
         if "error" in xs[0]:
             table.append({"method": method, "note": xs[0]["error"]})
             continue
-        m5095 = [x["mAP50-95"] for x in xs]
+        half = lambda key: f"±{(max(x[key] for x in xs) - min(x[key] for x in xs)) / 2:.3f}"  # noqa: E731
         lat = statistics.median(x["latency_ms"] for x in xs)
         table.append({"method": method, "seeds": len(xs), "params": xs[0]["params"], "GFLOPs": xs[0]["GFLOPs"],
-                      "latency_ms": lat, "vs target": f"{100 * (lat / target - 1):+.1f} %",
-                      "speedup": base_ms / lat, "mAP50": statistics.mean(x["mAP50"] for x in xs),
-                      "mAP50-95": statistics.mean(m5095),
-                      "spread": f"±{(max(m5095) - min(m5095)) / 2:.3f}" if len(xs) > 1 else "–", "note": ""})
+                      "imgsz": xs[0]["imgsz"], "latency_ms": lat,
+                      "p90_ms": statistics.median(x["p90_ms"] for x in xs),
+                      "vs target": f"{100 * (lat / target - 1):+.1f} %", "speedup": base_ms / lat,
+                      "mAP50": statistics.mean(x["mAP50"] for x in xs),
+                      "spread50": half("mAP50") if len(xs) > 1 else "–",
+                      "mAP50-95": statistics.mean(x["mAP50-95"] for x in xs),
+                      "spread": half("mAP50-95") if len(xs) > 1 else "–", "training": xs[0].get("training", ""),
+                      "minutes": round(statistics.mean(x["seconds"] + x.get("search_s", 0.0) for x in xs) / 60, 1)})
     return table
 
 
@@ -264,22 +296,28 @@ def main() -> None:
         if args.model != "yolov5n" and not args.no_nano_target:
             targets["yolov5n"] = bench.ms(create_model("yolov5n", nc))
         write_json(saved, {"base_ms": base_ms, "targets": targets})
-    refs = [bench.row("base", lambda: (base, {"method": "base"})),
+    refs = [bench.row("base", lambda: (base, {"method": "base", "training": f"{r['epochs']} ep"})),
             bench.row("base-long", lambda: (bench.fit("base-long", load_model(bench.work / "base" / "last.pt"),
-                                                      r["recovery"], 0), {"method": f"base + {r['recovery']} ep"}))]
-    result = {"model": args.model, "recipe": r, "seeds": args.seeds, "targets": {}}
-    for tname, target in targets.items():
-        rows = refs + target_rows(bench, tname, target, base, sparse)
-        final_latency(bench, rows)
-        result["targets"][tname] = {"target_ms": target, "rows": rows, "table": summarize(rows, target, base_ms)}
-    result["seconds"] = time.perf_counter() - t0
+                                                      r["recovery"], 0), {"method": f"base + {r['recovery']} ep",
+                                                                         "training": f"+{r['recovery']} ep"}))]
+    result = {"model": args.model, "recipe": r, "seeds": args.seeds, "base_ms": base_ms,
+              "train_minutes": {n: float((bench.work / n / "done").read_text() or 0) / 60 for n in ("base", "sparse")},
+              "targets": {}, "complete": False}
     out = Path(args.out or f"benchmarks/results/peers{'' if args.model == 'yolov5s' else '_' + args.model}"
                f"{'_smoke' if args.smoke else ''}.json")
-    write_json(out, result)
-    plot(result, out.with_suffix(".png"))
-    for tname, t in result["targets"].items():
-        print(f"\n## {tname}: {t['target_ms']:.2f} ms\n\n{markdown_table(t['table'])}")
-    print(f"\nwrote {out} in {result['seconds'] / 60:.1f} min")
+    clock = bench.work / "rows" / "sittings.json"  # wall time summed over every sitting
+    before = json.loads(clock.read_text())["seconds"] if clock.is_file() else 0.0
+    for tname, target in targets.items():  # written after each target, so a long run shows its first table early
+        rows = refs + target_rows(bench, tname, target, base, sparse)
+        final_latency(bench, rows)
+        result["targets"][tname] = {"target_ms": target, "rows": rows, "table": summarize(rows, target)}
+        result["complete"] = len(result["targets"]) == len(targets)
+        result["minutes"] = (before + time.perf_counter() - t0) / 60
+        write_json(out, result)
+        plot(result, out.with_suffix(".png"))
+        print(f"\n## {tname}: {target:.2f} ms\n\n{markdown_table(result['targets'][tname]['table'])}", flush=True)
+    write_json(clock, {"seconds": before + time.perf_counter() - t0})
+    print(f"\nwrote {out}: {result['minutes']:.1f} min over every sitting")
 
 
 if __name__ == "__main__":
