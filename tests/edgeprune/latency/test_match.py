@@ -56,3 +56,20 @@ def test_interleaved_keeps_each_models_lowest_median():
     out = interleaved(lambda name: calls.append(name) or next(times), {"a": "a", "b": "b"}, passes=3)
     assert calls == ["a", "b"] * 3  # in turns, not one model's runs in a block
     assert out["a"]["ms"] == 4.0 and out["b"]["ms"] == 8.5 and out["b"]["passes"] == [9.0, 9.5, 8.5]
+
+
+def _dip(k: float) -> float:
+    """Latency that falls, then rises again at high ratios (Torch-Pruning's uniform ratio skips groups there)."""
+    return 10.0 - 9.0 * k if k <= 0.8 else 2.8 + 30.0 * (k - 0.8)
+
+
+def test_a_knob_that_is_not_monotonic_is_scanned_before_the_bisection():
+    blind = match_latency(lambda k: k, _dip, 4.0, 0.0, 0.9)  # the bounds alone: 10 and 5.8 ms
+    assert not blind.reached and "out of reach" in blind.reason
+    m = match_latency(lambda k: k, _dip, 4.0, 0.0, 0.9, scan=4, tol=0.01)
+    assert m.reached and m.knob == pytest.approx(6.0 / 9.0, abs=0.01)  # on the falling side, the first crossing
+
+
+def test_an_unreachable_target_says_when_the_latency_is_not_monotonic():
+    m = match_latency(lambda k: k, _dip, 1.0, 0.0, 0.9, scan=4)
+    assert not m.reached and "not monotonic" in m.reason and "0.72 → 3.52" in m.reason

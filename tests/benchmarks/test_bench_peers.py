@@ -1,0 +1,25 @@
+"""The peer benchmark's table: one line per method, seeds averaged with their spread, speed-ups against the base
+measured in the same pass, and a method that could not run kept as a line with its error."""
+import pytest
+
+from benchmarks.bench_peers import summarize
+
+
+def _row(name, method, ms, m50, m5095, seconds=60.0, **extra):
+    return {"name": name, "method": method, "latency_ms": ms, "p90_ms": 1.1 * ms, "mAP50": m50, "mAP50-95": m5095,
+            "params": 1000, "GFLOPs": 0.5, "imgsz": 320, "seconds": seconds, **extra}
+
+
+def test_seeds_are_averaged_with_their_spread_and_speedups_use_the_same_pass():
+    rows = [_row("base", "base", 10.0, 0.8, 0.5),
+            _row("t-tp-l1-s0", "(a) tp-l1", 5.0, 0.70, 0.40), _row("t-tp-l1-s1", "(a) tp-l1", 5.2, 0.74, 0.44),
+            _row("t-tp-l1-s2", "(a) tp-l1", 4.9, 0.72, 0.42),
+            _row("t-edgeprune-s0", "(e) edgeprune", 5.1, 0.75, 0.45, search_s=120.0),
+            {"name": "t-modelopt", "method": "(b) modelopt-fastnas", "error": "ModelOpt FastNAS failed: X"}]
+    table = {line["method"]: line for line in summarize(rows, target=5.0)}
+    tp = table["(a) tp-l1"]
+    assert tp["seeds"] == 3 and tp["latency_ms"] == 5.0  # the median over seeds
+    assert tp["mAP50-95"] == pytest.approx(0.42) and tp["spread"] == "±0.020" and tp["spread50"] == "±0.020"
+    assert tp["speedup"] == pytest.approx(2.0) and tp["vs target"] == "+0.0 %"
+    assert table["(e) edgeprune"]["spread"] == "–" and table["(e) edgeprune"]["minutes"] == 3.0  # search included
+    assert table["(b) modelopt-fastnas"] == {"method": "(b) modelopt-fastnas", "note": "ModelOpt FastNAS failed: X"}
