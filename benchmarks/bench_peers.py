@@ -248,6 +248,34 @@ def summarize(rows: list[dict], target: float) -> list[dict]:
     return table
 
 
+def _spread(line: dict) -> float:
+    return float(line["spread"].lstrip("±")) if line.get("spread", "–") != "–" else 0.0
+
+
+def verdict(table: list[dict], target: float, tol: float = 0.03) -> dict:
+    """Where edgeprune (e) stands among the rows that meet the target (measured latency ≤ target + tol): the best
+    other method by mAP@0.5:0.95, the difference in points, and whether it exceeds the two rows' seed spreads."""
+    timed = [x for x in table if "latency_ms" in x and not x["method"].startswith("base")]
+    meets = [x for x in timed if x["latency_ms"] <= (1 + tol) * target]
+    missed = [f"{x['method']} ({x['vs target']})" for x in timed if x not in meets]
+    ours = next((x for x in meets if x["method"].startswith("(e)")), None)
+    others = [x for x in meets if not x["method"].startswith(("(e)", "(f)"))]
+    out = {"meets_target": [x["method"] for x in meets], "missed_target": missed}
+    if not others or ours is None:
+        out["text"] = ("edgeprune (e) missed the target" if ours is None else "no other method met the target") + (
+            f"; missed: {', '.join(missed)}" if missed else "")
+        return out
+    best = max(others, key=lambda x: x["mAP50-95"])
+    diff, spread = ours["mAP50-95"] - best["mAP50-95"], _spread(ours) + _spread(best)
+    out.update(best_other=best["method"], lead_points=100 * diff, spread_points=100 * spread,
+               beyond_spread=abs(diff) > spread)
+    out["text"] = (f"best other method at the target: {best['method']} ({best['mAP50-95']:.3f} mAP@0.5:0.95); "
+                   f"edgeprune (e) {ours['mAP50-95']:.3f}: {'leads' if diff > 0 else 'trails'} by "
+                   f"{100 * abs(diff):.1f} points, {'more' if abs(diff) > spread else 'less'} than the seeds' "
+                   f"spread (±{100 * spread:.1f})" + (f"; missed the target: {', '.join(missed)}" if missed else ""))
+    return out
+
+
 def plot(result: dict, path: Path) -> None:
     """mAP@0.5:0.95 against measured latency: one marker per method (seed spread as error bars), targets dashed."""
     import matplotlib
@@ -260,8 +288,8 @@ def plot(result: dict, path: Path) -> None:
         for row in t["table"]:
             if "latency_ms" not in row:
                 continue
-            spread = float(row["spread"].lstrip("±")) if row["spread"] != "–" else 0.0
-            ax.errorbar(row["latency_ms"], row["mAP50-95"], yerr=spread, fmt="o", capsize=3, label=row["method"])
+            ax.errorbar(row["latency_ms"], row["mAP50-95"], yerr=_spread(row), fmt="o", capsize=3,
+                        label=row["method"])
         ax.axvline(t["target_ms"], ls="--", c="gray")
         ax.axvspan(0.97 * t["target_ms"], 1.03 * t["target_ms"], color="gray", alpha=0.15, label="target ±3 %")
         ax.set(xlabel="latency (ms, onnxruntime CPU, 1 thread)", ylabel="mAP@0.5:0.95",
@@ -312,12 +340,15 @@ def main() -> None:
     for tname, target in targets.items():  # written after each target, so a long run shows its first table early
         rows = refs + target_rows(bench, tname, target, base, sparse)
         final_latency(bench, rows)
-        result["targets"][tname] = {"target_ms": target, "rows": rows, "table": summarize(rows, target)}
+        table = summarize(rows, target)
+        result["targets"][tname] = {"target_ms": target, "rows": rows, "table": table,
+                                    "verdict": verdict(table, target)}
         result["complete"] = len(result["targets"]) == len(targets)
         result["minutes"] = (before + time.perf_counter() - t0) / 60
         write_json(out, result)
         plot(result, out.with_suffix(".png"))
-        print(f"\n## {tname}: {target:.2f} ms\n\n{markdown_table(result['targets'][tname]['table'])}", flush=True)
+        print(f"\n## {tname}: {target:.2f} ms\n\n{markdown_table(table)}\n\n{verdict(table, target)['text']}",
+              flush=True)
     write_json(clock, {"seconds": before + time.perf_counter() - t0})
     print(f"\nwrote {out}: {result['minutes']:.1f} min over every sitting")
 

@@ -143,6 +143,9 @@ def _add_model_parsers(sub) -> None:
                    "remote://host:port of a Jetson agent (docs/demo-on-a-jetson.md)")
     p.add_argument("--epochs", type=int, help="override the number of training epochs")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--no-reference", dest="reference", action="store_false", help="skip the dense reference "
+                   "(the model trained densely as long as the pruned one, the fair base for its loss; a third of the "
+                   "demo's time)")
 
 
 def _show_defaults(parser: argparse.ArgumentParser) -> None:

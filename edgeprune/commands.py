@@ -183,4 +183,4 @@ def demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
     run_demo(args.out, quick=args.quick, epochs=args.epochs, seed=args.seed, backend=args.backend,
-             exist_ok=args.exist_ok, resume=args.resume)
+             exist_ok=args.exist_ok, resume=args.resume, reference=args.reference)

@@ -50,6 +50,9 @@ class DemoPlan:
     flops_share: float = 0.3  # and a hard FLOPs limit: at most this share of the base's
     finetune_epochs: int = 13
     profile_runs: int = 200
+    # the fair yardstick for "loss": the same model trained densely for as many epochs as the pruned one had in all
+    # (epochs + finetune_epochs); the sparsity-trained base is weaker than that (benchmarks/bench_peers.py)
+    reference: bool = True
 
 
 SMOKE_NOTE = ("smoke run (--quick): every step ran at tiny sizes; its models are trained for a few epochs only, "
@@ -61,7 +64,8 @@ QUICK = DemoPlan(train=48, val=16, size=256, epochs=2, batch=16, eval_every=1, s
 STATE = "demo.json"  # the run's settings and its finished steps, for --resume
 # what an earlier run left in a reused directory (--exist-ok): removed before a new run, so no file mixes two runs
 STALE = ("results.json", "results.md", "report.html", "report.md", "report", "data", "train", "search", "finetune",
-         "model.onnx", "pruned.onnx", "model.engine", "pruned.engine", "training.png")
+         "reference", "model.onnx", "pruned.onnx", "reference.onnx", "model.engine", "pruned.engine",
+         "reference.engine", "training.png")
 
 
 def step(argv: list[str], accept: tuple[int, ...] = (0,)) -> int:
@@ -150,6 +154,15 @@ def train_base(plan: DemoPlan, out: Path, seed: int) -> None:
     plot_training(run / "metrics.csv", out / "training.png")
 
 
+def train_reference(plan: DemoPlan, out: Path, seed: int) -> None:
+    """The dense reference: no sparsity, epochs + finetune_epochs in one run (resumable like the base)."""
+    run = out / "reference"
+    epochs = plan.epochs + plan.finetune_epochs
+    step(["train", "--data", str(out / "data" / "data.yaml"), "--model", plan.model, "--epochs", str(epochs),
+          "--batch", str(plan.batch), "--eval-every", str(epochs), "--imgsz", str(plan.size), "--seed", str(seed),
+          "--out", str(run)] + (["--resume"] if (run / "last.pt").is_file() else []))
+
+
 def search(plan: DemoPlan, out: Path, base: Path, base_gflops: float, backend: str, seed: int) -> dict:
     """The search picks per-block ratios against the measured speed-up (a killed search resumes its study). When
     no trial met the limits (exit code 3), the demo goes on with the closest plan and its results say so."""
@@ -202,21 +215,30 @@ def profile(plan: DemoPlan, out: Path, name: str, backend: str) -> dict:
 
 
 def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str, seconds: float,
-              smoke: bool = False, met_limits: bool = True) -> dict:
+              smoke: bool = False, met_limits: bool = True, reference: dict | None = None) -> dict:
+    """results.json / results.md: the base, the dense reference (when trained) and the pruned model; the pruned
+    model's changes against the base and against the reference."""
     def row(name: str, m: dict) -> dict:
         return {"model": name, "params": m["params"], "GFLOPs": m["GFLOPs"], "latency_ms": m["latency_ms"],
                 "speedup": base["latency_ms"] / m["latency_ms"], "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"]}
 
-    base_row, pruned_row = row(f"base {plan.model}", base), row("pruned + KD", pruned)
+    base_row, pruned_row = row(f"base {plan.model} ({plan.sparsity}, {plan.epochs} ep)", base), row(
+        f"pruned + KD ({plan.finetune_epochs} ep)", pruned)
     rows = [base_row, pruned_row]
     search = json.loads((out / "search" / "result.json").read_text())
     gains = {"flops_reduction": 1 - pruned["GFLOPs"] / base["GFLOPs"], "speedup": pruned_row["speedup"],
              "map50_change_points": 100 * (pruned["mAP50"] - base["mAP50"])}
+    if reference is not None:
+        rows.insert(1, row(f"reference: dense {plan.model}, {plan.epochs + plan.finetune_epochs} ep", reference))
+        gains.update(map50_vs_reference_points=100 * (pruned["mAP50"] - reference["mAP50"]),
+                     map50_95_vs_reference_points=100 * (pruned["mAP50-95"] - reference["mAP50-95"]))
     timing = "onnxruntime CPU, 1 thread" if backend in ("ort", "onnxruntime") else backend
     files = {"base checkpoint": "train/best.pt", "base ONNX": "model.onnx", "search": "search/summary.md",
              "pruned checkpoint": "finetune/best.pt", "pruned ONNX": "pruned.onnx",
              "plan": f"search/{RESULT_FILES[met_limits][1]}"}
-    files.update({f"{n} TensorRT engine": f"{n}.engine" for n in ("model", "pruned")
+    if reference is not None:
+        files.update({"reference checkpoint": "reference/best.pt", "reference ONNX": "reference.onnx"})
+    files.update({f"{n} TensorRT engine": f"{n}.engine" for n in ("model", "pruned", "reference")
                   if (out / f"{n}.engine").is_file()})
     result = {"rows": rows, "gains": gains, "backend": timing, "imgsz": plan.size, "plan": asdict(plan),
               "search_chosen": search.get("chosen"), "files": files, "seconds": seconds, "smoke_run": smoke,
@@ -229,9 +251,9 @@ def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str,
 
 
 def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, seed: int = 0,
-             backend: str = "ort", exist_ok: bool = False, resume: bool = False) -> dict:
+             backend: str = "ort", exist_ok: bool = False, resume: bool = False, reference: bool = True) -> dict:
     """The whole job in OUT (or the next free OUT2, ...); `resume` continues a killed run from its last step."""
-    plan = QUICK if quick else DemoPlan()
+    plan = replace(QUICK if quick else DemoPlan(), reference=reference)
     if epochs is not None:
         plan = replace(plan, epochs=epochs)
     out = run_dir(out, exist_ok, resume)
@@ -246,12 +268,17 @@ def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, se
                                                 backend, seed))
     state.once("recover", lambda: recover(plan, out, Path(found["pruned"]), base_ckpt, seed))
     pruned = state.once("ship pruned", lambda: ship(plan, out, "pruned", pruned_ckpt))
-    # both profiles back to back, in one step: a machine that drifts over minutes would bias a ratio of far-apart
+    names = ["model", "pruned"]
+    if plan.reference:
+        state.once("train reference", lambda: train_reference(plan, out, seed))
+        names.append("reference")
+        shipped = state.once("ship reference", lambda: ship(plan, out, "reference", out / "reference" / "best.pt"))
+    # every profile back to back, in one step: a machine that drifts over minutes would bias a ratio of far-apart
     # figures
-    timed = state.once("profile", lambda: {"base": profile(plan, out, "model", backend),
-                                           "pruned": profile(plan, out, "pruned", backend)})
-    result = summarize(plan, out, {**base, **timed["base"]}, {**pruned, **timed["pruned"]}, backend,
-                       state.elapsed(), quick, found["met_limits"])
+    timed = state.once("profile", lambda: {n: profile(plan, out, n, backend) for n in names})
+    reference = {**shipped, **timed["reference"]} if plan.reference else None
+    result = summarize(plan, out, {**base, **timed["model"]}, {**pruned, **timed["pruned"]}, backend,
+                       state.elapsed(), quick, found["met_limits"], reference)
     from .report import write_report
 
     report = write_report(out)
@@ -266,5 +293,9 @@ def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, se
 
 def gains_line(result: dict) -> str:
     g = result["gains"]
-    return (f"{g['flops_reduction']:.0%} fewer FLOPs, {format_value('speedup', g['speedup'])} faster "
-            f"({result['backend']}), mAP@0.5 {g['map50_change_points']:+.1f} points")
+    line = (f"{g['flops_reduction']:.0%} fewer FLOPs, {format_value('speedup', g['speedup'])} faster "
+            f"({result['backend']}), mAP@0.5 {g['map50_change_points']:+.1f} points against the base")
+    if "map50_vs_reference_points" in g:
+        line += (f", {g['map50_vs_reference_points']:+.1f} against the dense model trained as long "
+                 f"(mAP@0.5:0.95 {g['map50_95_vs_reference_points']:+.1f})")
+    return line

@@ -48,8 +48,9 @@ def match_latency(build: Callable[[float], Any], measure: Callable[[Any], float]
 
     `snap` rounds a knob to the values it can take (e.g. input sizes to multiples of 32); bisection stops when two
     neighbouring values bracket the target. `scan` > 0 probes that many evenly spaced knobs between the bounds
-    first and bisects the first interval (from `lo`) where the latency crosses the target. The returned Match holds the closest model tried; `reached` is False
-    with a `reason` when no knob in range lands within the tolerance.
+    first and bisects the first interval (from `lo`) where the latency crosses the target. The returned Match
+    holds the closest model tried; `reached` is False with a `reason` when no knob in range lands within the
+    tolerance.
     """
     snap = snap or (lambda k: k)
     tried: dict[float, tuple[float, Any]] = {}

@@ -2,7 +2,7 @@
 measured in the same pass, and a method that could not run kept as a line with its error."""
 import pytest
 
-from benchmarks.bench_peers import summarize
+from benchmarks.bench_peers import summarize, verdict
 
 
 def _row(name, method, ms, m50, m5095, seconds=60.0, **extra):
@@ -23,3 +23,14 @@ def test_seeds_are_averaged_with_their_spread_and_speedups_use_the_same_pass():
     assert tp["speedup"] == pytest.approx(2.0) and tp["vs target"] == "+0.0 %"
     assert table["(e) edgeprune"]["spread"] == "–" and table["(e) edgeprune"]["minutes"] == 3.0  # search included
     assert table["(b) modelopt-fastnas"] == {"method": "(b) modelopt-fastnas", "note": "ModelOpt FastNAS failed: X"}
+
+
+def test_the_verdict_compares_edgeprune_with_the_best_method_that_meets_the_target():
+    line = lambda method, ms, m, spread="–": {"method": method, "latency_ms": ms, "mAP50-95": m,  # noqa: E731
+                                               "spread": spread, "vs target": f"{100 * (ms / 5 - 1):+.1f} %"}
+    table = [line("base", 10.0, 0.50), line("(a) tp-l1", 5.1, 0.40, "±0.010"), line("(c) narrow", 4.8, 0.43, "±0.020"),
+             line("(d) input", 6.0, 0.47), line("(e) edgeprune", 4.9, 0.45, "±0.010")]
+    v = verdict(table, 5.0)
+    assert v["best_other"] == "(c) narrow"  # (d) is more accurate but 20 % too slow: it does not count
+    assert v["missed_target"] == ["(d) input (+20.0 %)"] and "missed the target: (d) input" in v["text"]
+    assert v["lead_points"] == pytest.approx(2.0) and v["beyond_spread"] is False  # 2 points < ±3 points of spread

@@ -26,15 +26,16 @@ def test_every_step_leaves_its_files(demo):
     assert results(demo)["files"]["plan"] == chosen[0]
     for name in ("data/data.yaml", "train/best.pt", "train/gamma.png", "train/sparsity.json", "model.onnx",
                  "search/result.json", "search/pareto.png", *chosen, "finetune/best.pt", "pruned.onnx",
-                 "model_profile.json", "pruned_profile.json", "results.md",
+                 "model_profile.json", "pruned_profile.json", "reference/best.pt", "reference.onnx",
+                 "reference_profile.json", "results.md",
                  "report.html", "report.md", "report/layers.json", "report/detections.png", "report/widths.png"):
         assert (demo / name).stat().st_size > 0, name
 
 
 def test_results_come_from_the_step_outputs(demo):
     r = results(demo)
-    base, pruned = r["rows"]
-    for row, name in ((base, "model"), (pruned, "pruned")):
+    base, reference, pruned = r["rows"]
+    for row, name in ((base, "model"), (reference, "reference"), (pruned, "pruned")):
         ev = json.loads((demo / f"{name}_eval.json").read_text())
         prof = json.loads((demo / f"{name}_profile.json").read_text())
         assert (row["mAP50"], row["mAP50-95"]) == (ev["map50"], ev["map"])
@@ -43,6 +44,13 @@ def test_results_come_from_the_step_outputs(demo):
     assert pruned["GFLOPs"] < base["GFLOPs"] and pruned["params"] < base["params"]
     assert pruned["speedup"] == pytest.approx(base["latency_ms"] / pruned["latency_ms"])
     assert r["gains"]["flops_reduction"] == pytest.approx(1 - pruned["GFLOPs"] / base["GFLOPs"])
+    # the reference is the base's architecture, trained densely for the base's and the recovery's epochs
+    assert reference["params"] == base["params"] and "dense" in reference["model"]
+    epochs = [line.split(",")[0] for line in (demo / "reference" / "metrics.csv").read_text().splitlines()[1:]]
+    plan = r["plan"]
+    assert epochs[-1] == str(plan["epochs"] + plan["finetune_epochs"])
+    assert (demo / "train" / "sparsity.json").is_file() and not (demo / "reference" / "sparsity.json").exists()
+    assert r["gains"]["map50_vs_reference_points"] == pytest.approx(100 * (pruned["mAP50"] - reference["mAP50"]))
 
 
 def test_report_tables_equal_results_json(demo):
@@ -83,7 +91,7 @@ def test_quick_demo_against_a_board_agent(tmp_path):
     r = results(tmp_path / "demo")
     assert r["backend"] == spec and len(jobs) > 2  # the search's measurements and both final profiles
     prof = json.loads((tmp_path / "demo" / "pruned_profile.json").read_text())
-    assert prof["backend"] == spec and prof["median_ms"] == r["rows"][1]["latency_ms"]
+    assert prof["backend"] == spec and prof["median_ms"] == r["rows"][-1]["latency_ms"]
 
 
 def test_quick_demo_says_plainly_that_it_is_a_smoke_run(demo):
