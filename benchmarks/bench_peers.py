@@ -5,8 +5,9 @@
     python benchmarks/bench_peers.py --smoke                                             # every row, tiny sizes
 
 Setting: synthetic SAR (the demo's generator, 500 train / 100 val at 320 px); the base is the model trained
-densely with the demo's recipe (36 epochs). Targets on onnxruntime CPU, 1 thread: the base's latency / --speedup,
-and (for a yolov5s base) the latency of a dense yolov5n at the same input. Rows, each tuned until its measured
+densely with the demo's recipe (36 epochs). Targets on onnxruntime CPU, 1 thread, as speed-ups over the base
+(each model measured right after the base, as this machine's speed drifts by 10 % over an hour): --speedup, and
+(for a yolov5s base) the speed-up of a dense yolov5n at the same input. Rows, each tuned until its measured
 latency is within 3 % of the target (edgeprune.latency.match), every pruned row recovered by the same KD epochs
 from the same dense base:
 
@@ -24,7 +25,8 @@ FLOPs counter needs torchprofile's pre-0.1 API, whose 0.0.4 release declares tor
 it never imports it). Without them the row records the error.
 
 Every finished row is kept in WORK/rows/ (checkpoints beside it), so the script resumes and can run in several
-sittings. The final models of one target are measured back to back, in turns, 3 passes, lowest median.
+sittings. The final models of one target are measured back to back, in turns, 3 passes, lowest median; the
+target in milliseconds is the base's latency in that pass over the speed-up.
 Writes benchmarks/results/peers.json (or peers_<model>.json), a plot and a Markdown table.
 """
 
@@ -62,7 +64,7 @@ SMOKE = {"train": 32, "val": 8, "size": 128, "epochs": 1, "recovery": 1, "trials
 class Bench:
     def __init__(self, args) -> None:
         self.args, self.work, self.r = args, Path(args.work), SMOKE if args.smoke else RECIPE
-        self.img = self.r["size"]
+        self.img, self.base = self.r["size"], None  # the base: set once trained, every latency is relative to it
         data = self.work / "data"
         if not (data / "data.yaml").is_file():
             cli(["data", "synth", "--out", str(data), "--train", str(self.r["train"]), "--val", str(self.r["val"]),
@@ -106,16 +108,22 @@ class Bench:
         print(json.dumps(row), flush=True)
         return row
 
-    def matched(self, name: str, build, lo: float, hi: float, target: float, snap=None, scan: int = 0) -> dict:
-        """The knob that meets `target` (cached), from edgeprune.latency.match."""
+    def relative(self, model, img: int | None = None) -> float:
+        """The model's latency over the base's, the two measured back to back: this machine's speed drifts by
+        10 % over an hour, which would move a target in milliseconds but not a ratio."""
+        return self.ms(model, img) / self.ms(self.base)
+
+    def matched(self, name: str, build, lo: float, hi: float, speedup: float, snap=None, scan: int = 0) -> dict:
+        """The knob (cached) whose model runs `speedup` times faster than the base, from edgeprune.latency.match
+        (its "ms" are latencies relative to the base here)."""
         path = self.work / "rows" / f"match-{name}.json"
         if path.is_file():
             return json.loads(path.read_text())
         img_of = (lambda k: int(k)) if name.endswith("input") else (lambda k: self.img)
-        m = match_latency(build, lambda pair: self.ms(pair[0], img_of(pair[1])), target, lo, hi, snap=snap,
-                          scan=scan)
+        m = match_latency(build, lambda pair: self.relative(pair[0], img_of(pair[1])), 1 / speedup, lo, hi,
+                          snap=snap, scan=scan)
         write_json(path, m.to_dict())
-        print(f"{name}: knob {m.knob:g} → {m.latency_ms:.2f} ms for {target:.2f} ms "
+        print(f"{name}: knob {m.knob:g} → {1 / m.latency_ms:.2f}× for {speedup:.2f}× "
               f"({'within 3 %' if m.reached else m.reason})", flush=True)
         return m.to_dict()
 
@@ -124,8 +132,9 @@ def seeds_of(bench: Bench, name: str, make_seed) -> list[dict]:
     return [bench.row(f"{name}-s{s}", lambda s=s: make_seed(s)) for s in range(bench.args.seeds)]
 
 
-def target_rows(bench: Bench, tname: str, target: float, base, sparse) -> list[dict]:
-    """Every method at one latency target."""
+def target_rows(bench: Bench, tname: str, speedup: float, base, sparse) -> list[dict]:
+    """Every method at one latency target (a speed-up over the base). A row's name carries its knob, so a knob
+    matched anew never reuses a training made for another."""
     r, rows, nc = bench.r, [], len(bench.spec.names)
     kd = lambda name, model, s: bench.fit(name, model, r["recovery"], s, teacher=base)  # noqa: E731
     kd_ep = f"{r['recovery']} ep KD"
@@ -133,26 +142,27 @@ def target_rows(bench: Bench, tname: str, target: float, base, sparse) -> list[d
         src = base if imp == "l1" else sparse  # BN scale ranks channels only after sparsity training
         # scanned first: Torch-Pruning's latency is not monotonic in its ratio (edgeprune.latency.match)
         k = bench.matched(f"{tname}-tp-{imp}", lambda x, src=src, imp=imp: (torch_pruning_uniform(src, x, imp), x),
-                          0.0, 0.9, target, scan=4)["knob"]
-        rows += seeds_of(bench, f"{tname}-tp-{imp}", lambda s, src=src, imp=imp, k=k: (
-            kd(f"{tname}-tp-{imp}-s{s}", torch_pruning_uniform(src, k, imp), s), {"method": f"(a) tp-{imp}",
-                                                                                  "knob": k, "training": kd_ep}))
-    rows.append(modelopt_row(bench, tname, base, target))
-    width = bench.matched(f"{tname}-narrow", lambda w: (narrow_yolov5(w, 0.33, nc), w), 0.0625, 0.5, target,
+                          0.0, 0.9, speedup, scan=4)["knob"]
+        name = f"{tname}-tp-{imp}@{k:.4g}"
+        rows += seeds_of(bench, name, lambda s, src=src, imp=imp, k=k, name=name: (
+            kd(f"{name}-s{s}", torch_pruning_uniform(src, k, imp), s),
+            {"method": f"(a) tp-{imp}", "knob": k, "training": kd_ep}))
+    rows.append(modelopt_row(bench, tname, base, speedup))
+    width = bench.matched(f"{tname}-narrow", lambda w: (narrow_yolov5(w, 0.33, nc), w), 0.0625, 0.5, speedup,
                           snap=lambda w: round(w * 64) / 64)["knob"]
-    rows += seeds_of(bench, f"{tname}-narrow", lambda s: (
-        bench.fit(f"{tname}-narrow-s{s}", narrow_yolov5(width, 0.33, nc), r["epochs"] + r["recovery"], s,
+    rows += seeds_of(bench, f"{tname}-narrow@{width:g}", lambda s: (
+        bench.fit(f"{tname}-narrow@{width:g}-s{s}", narrow_yolov5(width, 0.33, nc), r["epochs"] + r["recovery"], s,
                   scratch=True), {"method": "(c) narrow", "knob": width,
                                  "training": f"{r['epochs'] + r['recovery']} ep from scratch"}))
-    size = int(bench.matched(f"{tname}-input", lambda i: (base, i), 64, bench.img, target,
+    size = int(bench.matched(f"{tname}-input", lambda i: (base, i), 64, bench.img, speedup,
                              snap=lambda i: float(make_divisible(i, 32)))["knob"])
-    rows.append(bench.row(f"{tname}-input", lambda: (base, {"method": "(d) input", "knob": size,
+    rows.append(bench.row(f"{tname}-input@{size}", lambda: (base, {"method": "(d) input", "knob": size,
                                                                  "training": "none (the base)"}), img=size))
-    rows += edgeprune_rows(bench, tname, target, base, rows)
+    rows += edgeprune_rows(bench, tname, speedup, base, rows)
     return rows
 
 
-def modelopt_row(bench: Bench, tname: str, base, target: float) -> dict:
+def modelopt_row(bench: Bench, tname: str, base, speedup: float) -> dict:
     path = bench.work / "rows" / f"{tname}-modelopt.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -161,12 +171,12 @@ def modelopt_row(bench: Bench, tname: str, base, target: float) -> dict:
     score = lambda m: evaluate(m, val)["map50"]  # noqa: E731
     # FastNAS keeps its per-layer sensitivity map in this checkpoint and reuses it under any new FLOPs limit
     sensitivity = bench.work / "modelopt-search.pth"
+    fastnas = lambda f: modelopt_fastnas(base, f, score, bn, checkpoint=str(sensitivity))  # noqa: E731
     try:
-        # FastNAS refuses FLOPs limits below what its search space reaches ("NOT all constraints can be
-        # satisfied"): the bisection starts at 30 % of the FLOPs
-        fastnas = lambda f: modelopt_fastnas(base, f, score, bn, checkpoint=str(sensitivity))  # noqa: E731
-        share = bench.matched(f"{tname}-modelopt", lambda f: (fastnas(f), f), 0.3, 0.9, target)["knob"]
-        return bench.row(f"{tname}-modelopt", lambda: (bench.fit(f"{tname}-modelopt-s0", fastnas(share),
+        share = bench.matched(f"{tname}-modelopt", lambda f: (fastnas(f), f), fastnas_floor(fastnas), 0.9,
+                              speedup)["knob"]
+        return bench.row(f"{tname}-modelopt@{share:.4g}", lambda: (bench.fit(f"{tname}-modelopt@{share:.4g}-s0",
+                                                                               fastnas(share),
                                                                  bench.r["recovery"], 0, teacher=base),
                                                        {"method": "(b) modelopt-fastnas", "knob": share,
                                                         "training": f"{bench.r['recovery']} ep KD"}))
@@ -177,12 +187,26 @@ def modelopt_row(bench: Bench, tname: str, base, target: float) -> dict:
         return row
 
 
-def edgeprune_rows(bench: Bench, tname: str, target: float, base, rows: list[dict]) -> list[dict]:
+def fastnas_floor(fastnas, shares=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) -> float:
+    """The lowest FLOPs share FastNAS accepts: it refuses limits below what its search space (channel choices in
+    steps of 32) reaches, with "NOT all constraints can be satisfied"; any other error stops the row."""
+    for share in shares:
+        try:
+            fastnas(share)
+            return share
+        except PeerUnavailable as e:
+            if "NOT all constraints" not in str(e):
+                raise
+            print(f"FastNAS refuses a FLOPs limit of {share:.0%}: {e}", flush=True)
+    raise PeerUnavailable(f"FastNAS refuses every FLOPs limit up to {shares[-1]:.0%} of the base")
+
+
+def edgeprune_rows(bench: Bench, tname: str, speedup: float, base, rows: list[dict]) -> list[dict]:
     """(e) the demo's path: search the sparse base against the target, KD from the dense base; (f) a FLOPs cap."""
     r, out = bench.r, []
     tp = next(x for x in rows if x["name"].startswith(f"{tname}-tp-l1"))
-    for name, limits in ((f"{tname}-edgeprune", ["--target-latency", f"{target:.4f}ms"]),
-                         (f"{tname}-edgeprune-flops", ["--lambda-latency", "0", "--lambda-flops", "1",
+    for name, limits in ((f"{tname}-edgeprune", ["--speedup", f"{speedup:.4f}"]),
+                         (f"{tname}-edgeprune-flops@{tp['GFLOPs']:.3g}", ["--lambda-latency", "0", "--lambda-flops", "1",
                                                        "--max-gflops", f"{tp['GFLOPs']:.4f}"])):
         run, t0 = bench.work / f"search-{name}", time.perf_counter()
         if not (run / "search_s.txt").is_file():
@@ -192,11 +216,11 @@ def edgeprune_rows(bench: Bench, tname: str, target: float, base, rows: list[dic
             (run / "search_s.txt").write_text(f"{time.perf_counter() - t0:.1f}")
         search_s = float((run / "search_s.txt").read_text())
         chosen = run / ("pruned.pt" if (run / "pruned.pt").is_file() else "closest.pt")
-        seeds = bench.args.seeds if name.endswith("edgeprune") else 1
+        ours = name.endswith("edgeprune")
+        seeds = bench.args.seeds if ours else 1
         out += [bench.row(f"{name}-s{s}", lambda s=s: (bench.fit(f"{name}-s{s}", load_model(chosen),
                                                                  r["recovery"], s, teacher=base),
-                                                       {"method": "(e) edgeprune" if name.endswith("edgeprune")
-                                                        else "(f) edgeprune-flops", "plan": chosen.name,
+                                                       {"method": "(e) edgeprune" if ours else "(f) edgeprune-flops", "plan": chosen.name,
                                                         "search_s": search_s,
                                                         "training": f"{r['recovery']} ep KD"}))
                 for s in range(seeds)]
@@ -317,31 +341,33 @@ def main() -> None:
     base = bench.fit("base", create_model(args.model, nc), r["epochs"], 0, scratch=True)
     sparse = bench.fit("sparse", create_model(args.model, nc), r["epochs"], 0, scratch=True, sparsity="bn-l1",
                        sparsity_lambda=0.01)
-    saved = bench.work / "rows" / "targets.json"  # measured once: the cached knobs were matched against them
+    bench.base = base
+    saved = bench.work / "rows" / "speedups.json"  # measured once: the cached knobs were matched against them
     if saved.is_file():
-        base_ms, targets = json.loads(saved.read_text()).values()
-    else:
-        base_ms = bench.ms(base)
-        targets = {f"{args.speedup:g}x": base_ms / args.speedup}
+        targets = json.loads(saved.read_text())
+    else:  # the dense yolov5n's speed-up over the base: both measured in turns, lowest medians
+        targets = {f"{args.speedup:g}x": args.speedup}
         if args.model != "yolov5n" and not args.no_nano_target:
-            targets["yolov5n"] = bench.ms(create_model("yolov5n", nc))
-        write_json(saved, {"base_ms": base_ms, "targets": targets})
+            got = interleaved(lambda m: bench.ms(m), {"base": base, "yolov5n": create_model("yolov5n", nc)})
+            targets["yolov5n"] = got["base"]["ms"] / got["yolov5n"]["ms"]
+        write_json(saved, targets)
     refs = [bench.row("base", lambda: (base, {"method": "base", "training": f"{r['epochs']} ep"})),
             bench.row("base-long", lambda: (bench.fit("base-long", load_model(bench.work / "base" / "last.pt"),
                                                       r["recovery"], 0), {"method": f"base + {r['recovery']} ep",
                                                                          "training": f"+{r['recovery']} ep"}))]
-    result = {"model": args.model, "recipe": r, "seeds": args.seeds, "base_ms": base_ms,
+    result = {"model": args.model, "recipe": r, "seeds": args.seeds, "speedups": targets,
               "train_minutes": {n: float((bench.work / n / "done").read_text() or 0) / 60 for n in ("base", "sparse")},
               "targets": {}, "complete": False}
     out = Path(args.out or f"benchmarks/results/peers{'' if args.model == 'yolov5s' else '_' + args.model}"
                f"{'_smoke' if args.smoke else ''}.json")
     clock = bench.work / "rows" / "sittings.json"  # wall time summed over every sitting
     before = json.loads(clock.read_text())["seconds"] if clock.is_file() else 0.0
-    for tname, target in targets.items():  # written after each target, so a long run shows its first table early
-        rows = refs + target_rows(bench, tname, target, base, sparse)
+    for tname, speedup in targets.items():  # written after each target, so a long run shows its first table early
+        rows = refs + target_rows(bench, tname, speedup, base, sparse)
         final_latency(bench, rows)
+        target = next(x["latency_ms"] for x in rows if x["name"] == "base") / speedup  # in the final pass's ms
         table = summarize(rows, target)
-        result["targets"][tname] = {"target_ms": target, "rows": rows, "table": table,
+        result["targets"][tname] = {"speedup": speedup, "target_ms": target, "rows": rows, "table": table,
                                     "verdict": verdict(table, target)}
         result["complete"] = len(result["targets"]) == len(targets)
         result["minutes"] = (before + time.perf_counter() - t0) / 60

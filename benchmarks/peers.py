@@ -49,9 +49,14 @@ def torch_pruning_uniform(model: nn.Module, ratio: float, importance: str = "l1"
 
 
 def modelopt_fastnas(model: nn.Module, flops_share: float, score: Callable[[nn.Module], float], loader,
-                     example: torch.Tensor | None = None, checkpoint: str | None = None) -> nn.Module:
+                     example: torch.Tensor | None = None, checkpoint: str | None = None,
+                     channel_divisor: int = 8) -> nn.Module:
     """`model` pruned by ModelOpt FastNAS to at most `flops_share` of its FLOPs, maximising `score`; batch norms
-    recalibrated on `loader` (batches of (images, targets, paths), as edgeprune's loaders yield)."""
+    recalibrated on `loader` (batches of (images, targets, paths), as edgeprune's loaders yield).
+
+    `channel_divisor` 8 matches the others' rounding (Torch-Pruning's round_to, edgeprune's plans); FastNAS's own
+    default, 32, offers a yolov5n's 16- to 64-channel layers one or two widths, so it refuses FLOPs limits below
+    about 30 %."""
     try:
         import modelopt.torch.prune as mtp
     except Exception as e:  # ImportError, or a CUDA-only dependency failing at import
@@ -63,11 +68,19 @@ def modelopt_fastnas(model: nn.Module, flops_share: float, score: Callable[[nn.M
     if checkpoint:
         config["checkpoint"] = checkpoint
     try:
-        plain, _ = mtp.prune(work, mode="fastnas", constraints={"flops": f"{100 * flops_share:.1f}%"},
+        mode = [("fastnas", _fastnas_rules(channel_divisor))]
+        plain, _ = mtp.prune(work, mode=mode, constraints={"flops": f"{100 * flops_share:.1f}%"},
                              dummy_input=example, config=config)  # returns the exported (plain) pruned model
     except Exception as e:
         raise PeerUnavailable(f"ModelOpt FastNAS failed: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     return adopt(model, plain, example)
+
+
+def _fastnas_rules(divisor: int) -> dict:
+    """FastNAS's default rules (modelopt.torch.prune.fastnas) with another channel divisor for convs and norms."""
+    ratios = tuple(0.05 * i for i in range(1, 21))
+    return {"nn.Conv2d": {"*": {"channels_ratio": ratios, "kernel_size": (), "channel_divisor": divisor}},
+            "nn.BatchNorm2d": {"*": {"features_ratio": ratios, "feature_divisor": divisor}}}
 
 
 def narrow_yolov5(width: float, depth: float, num_classes: int) -> nn.Module:
