@@ -72,6 +72,16 @@ class Bench:
         self.data = data / "data.yaml"
         self.spec = load_dataset(self.data)
         self.backend = get_backend("ort", threads=1, runs=50 if not args.smoke else 10, warmup=10)
+        self.clock = self.work / "rows" / "sittings.json"  # wall time summed over every sitting
+        self.before = json.loads(self.clock.read_text())["seconds"] if self.clock.is_file() else 0.0
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Wall time over every sitting so far; `tick()` saves it, so a sitting cut off keeps what it ran."""
+        return self.before + time.perf_counter() - self.t0
+
+    def tick(self) -> None:
+        write_json(self.clock, {"seconds": self.seconds()})
 
     def stats(self, model, img: int | None = None):
         img = img or self.img
@@ -105,6 +115,7 @@ class Bench:
                "GFLOPs": count_flops(model, img) / 1e9, "imgsz": img, "seconds": time.perf_counter() - t0,
                "load_elsewhere": load.stop(), **extra}
         write_json(path, row)
+        self.tick()
         print(json.dumps(row), flush=True)
         return row
 
@@ -336,7 +347,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="every row at tiny sizes, to check the script")
     args = ap.parse_args()
     args.work = Path(args.work) / args.model
-    bench, t0 = Bench(args), time.perf_counter()
+    bench = Bench(args)
     nc, r = len(bench.spec.names), bench.r
     base = bench.fit("base", create_model(args.model, nc), r["epochs"], 0, scratch=True)
     sparse = bench.fit("sparse", create_model(args.model, nc), r["epochs"], 0, scratch=True, sparsity="bn-l1",
@@ -360,8 +371,6 @@ def main() -> None:
               "targets": {}, "complete": False}
     out = Path(args.out or f"benchmarks/results/peers{'' if args.model == 'yolov5s' else '_' + args.model}"
                f"{'_smoke' if args.smoke else ''}.json")
-    clock = bench.work / "rows" / "sittings.json"  # wall time summed over every sitting
-    before = json.loads(clock.read_text())["seconds"] if clock.is_file() else 0.0
     for tname, speedup in targets.items():  # written after each target, so a long run shows its first table early
         rows = refs + target_rows(bench, tname, speedup, base, sparse)
         final_latency(bench, rows)
@@ -370,12 +379,12 @@ def main() -> None:
         result["targets"][tname] = {"speedup": speedup, "target_ms": target, "rows": rows, "table": table,
                                     "verdict": verdict(table, target)}
         result["complete"] = len(result["targets"]) == len(targets)
-        result["minutes"] = (before + time.perf_counter() - t0) / 60
+        result["minutes"] = bench.seconds() / 60
         write_json(out, result)
+        bench.tick()
         plot(result, out.with_suffix(".png"))
         print(f"\n## {tname}: {target:.2f} ms\n\n{markdown_table(table)}\n\n{verdict(table, target)['text']}",
               flush=True)
-    write_json(clock, {"seconds": before + time.perf_counter() - t0})
     print(f"\nwrote {out}: {result['minutes']:.1f} min over every sitting")
 
 
