@@ -58,7 +58,13 @@ from edgeprune.tables import markdown_table  # noqa: E402
 from edgeprune.train import TrainConfig, train  # noqa: E402
 
 RECIPE = {"train": 500, "val": 100, "size": 320, "epochs": 36, "recovery": 13, "trials": 30}
+KD_BOX = TrainConfig().kd_box_weight  # recorded with every KD row: the tables before 2026-12-03 ran at 1
 SMOKE = {"train": 32, "val": 8, "size": 128, "epochs": 1, "recovery": 1, "trials": 4}
+
+
+def current_kd(row: dict) -> bool:
+    """False for a row recovered by an older KD loss (box weight 1 before 2026-12-03): it is made again."""
+    return "KD" not in row.get("training", "") or row.get("kd_box_weight", 1.0) == KD_BOX
 
 
 class Bench:
@@ -91,8 +97,10 @@ class Bench:
         return self.stats(model, img).median_ms
 
     def fit(self, name: str, model, epochs: int, seed: int, teacher=None, scratch: bool = False, **kw):
-        """`edgeprune train`'s recipe from scratch, else `edgeprune finetune`'s; a killed run resumes."""
-        run, t0 = self.work / name, time.perf_counter()
+        """`edgeprune train`'s recipe from scratch, else `edgeprune finetune`'s; a killed run resumes. A KD run's
+        directory names its box weight, so a change of the KD loss never resumes an older run."""
+        tag = f"-kdbox{KD_BOX:g}" if teacher is not None and KD_BOX != 1.0 else ""
+        run, t0 = self.work / (name + tag), time.perf_counter()
         if (run / "done").is_file():
             return load_model(run / "last.pt").eval()
         lr = {} if scratch else {"lr0": 0.002, "warmup_epochs": 1.0}
@@ -105,8 +113,9 @@ class Bench:
     def row(self, name: str, make, img: int | None = None) -> dict:
         """Cached in WORK/rows/NAME.json with the final checkpoint beside it; `make()` → (model, extra fields)."""
         path = self.work / "rows" / f"{name}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
+        cached = json.loads(path.read_text()) if path.is_file() else None
+        if cached and current_kd(cached):
+            return cached
         t0, img, load = time.perf_counter(), img or self.img, LoadMeter().start()
         model, extra = make()
         m = evaluate(model, build_loader(self.spec.val, img, 16, augment=False, shuffle=False))
@@ -114,6 +123,8 @@ class Bench:
         row = {"name": name, "mAP50": m["map50"], "mAP50-95": m["map"], "params": count_params(model),
                "GFLOPs": count_flops(model, img) / 1e9, "imgsz": img, "seconds": time.perf_counter() - t0,
                "load_elsewhere": load.stop(), **extra}
+        if "KD" in row.get("training", ""):
+            row["kd_box_weight"] = KD_BOX
         write_json(path, row)
         self.tick()
         print(json.dumps(row), flush=True)

@@ -8,7 +8,12 @@ For maps `[B, A, H, W, 5 + C]` (YOLOv5 training output) of teacher and student a
   the student's probabilities (softened by `temperature`, scaled by T²) is zero exactly when they agree.
   Objectness is distilled everywhere (the background matters), classes and boxes only where the teacher sees an
   object: each cell is weighted by the teacher's objectness probability (response KD masked by teacher objectness).
-- Boxes are compared after the sigmoid the decoder applies, i.e. in the decoder's own offset space.
+- Boxes are compared after the sigmoid the decoder applies, i.e. in the decoder's own offset space. The box term
+  is weighted like the detection loss's (YOLOv5's box gain, 0.05): an L1 over four sigmoids is ~20× the scale of
+  1 − IoU, and at weight 1 it dominated the gradient. On the demo's thinnest plan (8-channel stem, stage 3 and
+  neck) that made the student fire on whole images a few epochs in (2785 boxes above 0.25 on one validation scene),
+  and 13 KD epochs ended at mAP@0.5 0.21, where fine-tuning without a teacher reached 0.77 and KD with the box
+  term at 0.05 0.78 (one seed each; benchmarks/bench_kd_box.py repeats it over seeds).
 
 `FeatureKD` adds feature distillation on the neck's outputs (MSE or channel-wise distillation), through 1×1
 adapters where the pruned student is narrower than its teacher.
@@ -19,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .models.loss import LossGains
 
 __all__ = ["DetectionKD", "FeatureKD", "bernoulli_kl"]
 
@@ -34,7 +41,8 @@ def bernoulli_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tem
 
 
 class DetectionKD(nn.Module):
-    def __init__(self, w_obj: float = 1.0, w_cls: float = 1.0, w_box: float = 1.0, temperature: float = 1.0) -> None:
+    def __init__(self, w_obj: float = 1.0, w_cls: float = 1.0, w_box: float = LossGains.box,
+                 temperature: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"distillation temperature must be > 0, not {temperature}")

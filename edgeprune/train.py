@@ -26,7 +26,7 @@ from .data.dataset import build_loader
 from .distill import DetectionKD, FeatureKD
 from .evaluate import evaluate
 from .files import atomic_write_text, write_json
-from .models.loss import YOLOv5Loss
+from .models.loss import LossGains, YOLOv5Loss
 from .sparsity import HeadInputs, Sparsifier, evenness, feature_attention_loss, layer_sparsity, plot_gamma
 from .threads import TorchThreads
 
@@ -54,6 +54,7 @@ class TrainConfig:
     attention_weight: float = 0.0  # > 0: feature-attention loss against the dense starting model (L1RR)
     kd_weight: float = 1.0  # with a teacher: loss = detection loss + kd_weight · DetectionKD (edgeprune.distill)
     kd_temperature: float = 1.0
+    kd_box_weight: float = LossGains.box  # the KD box term's weight (why 0.05: edgeprune.distill)
     feature_kd: str = "none"  # with a teacher: none | mse | cwd on the neck's outputs (edgeprune.distill.FeatureKD)
     feature_kd_weight: float = 1.0
     self_reflection: float = 0.0  # a_T > 0: the student's previous-epoch predictions as soft targets, a_t = a_T·t/T
@@ -165,7 +166,7 @@ class Trainer:
             # a frozen copy: the caller's model stays as it was (it may be pruned or trained again later)
             self.teacher = copy.deepcopy(teacher).to(memory_format=self.memory_format).eval().requires_grad_(False)
             self.teacher.head.train()  # raw Detect maps, with the teacher's batch norms frozen in eval mode
-            self.kd = DetectionKD(temperature=cfg.kd_temperature)
+            self.kd = DetectionKD(w_box=cfg.kd_box_weight, temperature=cfg.kd_temperature)
         if teacher is not None and cfg.feature_kd != "none":
             self.feature_kd = FeatureKD([m.in_channels for m in model.head.m], [m.in_channels for m in teacher.head.m],
                                         cfg.feature_kd, cfg.kd_temperature)
@@ -173,7 +174,8 @@ class Trainer:
                 self.optimizer.add_param_group({"params": list(self.feature_kd.parameters()),
                                                 "weight_decay": cfg.weight_decay if cfg.optimizer == "sgd" else 0.0})
             self.student_feats, self.teacher_feats = HeadInputs(model), HeadInputs(self.teacher)
-        self.reflect = DetectionKD(temperature=cfg.kd_temperature) if cfg.self_reflection > 0 else None
+        self.reflect = (DetectionKD(w_box=cfg.kd_box_weight, temperature=cfg.kd_temperature)
+                        if cfg.self_reflection > 0 else None)
         self.dense = None
         if cfg.attention_weight > 0:  # the model as training starts: what the sparse model must keep attending to
             self.dense = copy.deepcopy(model).eval().requires_grad_(False)

@@ -2,7 +2,7 @@
 measured in the same pass, and a method that could not run kept as a line with its error."""
 import pytest
 
-from benchmarks.bench_peers import summarize, verdict
+from benchmarks.bench_peers import KD_BOX, current_kd, summarize, verdict
 
 
 def _row(name, method, ms, m50, m5095, seconds=60.0, **extra):
@@ -34,3 +34,9 @@ def test_the_verdict_compares_edgeprune_with_the_best_method_that_meets_the_targ
     assert v["best_other"] == "(c) narrow"  # (d) is more accurate but 20 % too slow: it does not count
     assert v["missed_target"] == ["(d) input (+20.0 %)"] and "missed the target: (d) input" in v["text"]
     assert v["lead_points"] == pytest.approx(2.0) and v["beyond_spread"] is False  # 2 points < ±3 points of spread
+
+
+def test_rows_recovered_by_an_older_kd_loss_are_made_again():
+    assert not current_kd({"name": "2x-tp-l1@0.3-s0", "training": "13 ep KD"})  # before the box weight was recorded
+    assert current_kd({"name": "2x-tp-l1@0.3-s0", "training": "13 ep KD", "kd_box_weight": KD_BOX})
+    assert current_kd({"name": "2x-narrow@0.25-s0", "training": "49 ep from scratch"})  # no teacher, nothing to redo

@@ -28,7 +28,7 @@ def test_bernoulli_kl_is_a_divergence():
 
 
 def test_classes_and_boxes_only_count_where_the_teacher_sees_objects():
-    kd = DetectionKD(w_obj=0.0)
+    kd = DetectionKD(w_obj=0.0, w_box=1.0)
     t, s = maps(0), maps(0)
     for x in t:
         x[..., 4] = -30.0  # the teacher sees no object anywhere
@@ -128,3 +128,12 @@ def test_training_leaves_the_teacher_as_it_was(tmp_path):
           tmp_path / "run", progress=False, teacher=teacher)
     assert all(p.requires_grad for p in teacher.parameters()) and teacher.training
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())
+
+
+def test_boxes_are_weighted_like_the_detection_loss_box_term():
+    from edgeprune.models.loss import LossGains
+    from edgeprune.train import TrainConfig
+    kd = DetectionKD(w_obj=0.0, w_cls=0.0)
+    loss, parts = kd(maps(1), maps(0))
+    assert kd.w_box == LossGains().box == TrainConfig().kd_box_weight  # at 1 a thin student collapsed (distill.py)
+    assert loss.item() == pytest.approx(LossGains().box * parts[2].item())
