@@ -36,8 +36,14 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir)
     t0 = time.perf_counter()
-    run(["demo", "--out", str(work)] + (["--quick"] if args.quick else []))
-    demo_minutes = (time.perf_counter() - t0) / 60
+    # --exist-ok: into WORKDIR itself, its old outputs cleared (else a second run goes to WORKDIR2 and the figures
+    # below would be read from the first)
+    run(["demo", "--out", str(work), "--exist-ok"] + (["--quick"] if args.quick else []))
+    collect(work, (time.perf_counter() - t0) / 60, args.quick, Path(args.out))
+
+
+def collect(work: Path, demo_minutes: float, quick: bool, out: Path) -> None:
+    """The demo run in `work` → the JSON at `out` (with a one-epoch model for contrast) and the README's figures."""
     demo = json.loads((work / "results.json").read_text())
     data = str(work / "data" / "data.yaml")
     size = str(demo["plan"]["size"])
@@ -47,7 +53,7 @@ def main() -> None:
          "--json", str(work / "one-epoch" / "eval.json")])
     one = json.loads((work / "one-epoch" / "eval.json").read_text())
     result = {
-        "command": "edgeprune demo" + (" --quick" if args.quick else ""),
+        "command": "edgeprune demo" + (" --quick" if quick else ""),
         "wall_minutes": demo_minutes,
         "plan": demo["plan"],
         "rows": demo["rows"],
@@ -56,7 +62,6 @@ def main() -> None:
         "search_chosen": demo["search_chosen"],
         "one_epoch": {"mAP50": one["map50"], "mAP50-95": one["map"], "recall": one["recall"]},
     }
-    out = Path(args.out)
     write_json(out, result)
     shutil.copy(work / "training.png", out.with_name("demo_training.png"))
     for name in ("detections", "layers", "widths", "pareto", "gamma"):
