@@ -52,8 +52,9 @@ def run(args, spec, arm: str, seed: int) -> dict:
         return json.loads(done.read_text())
     box = ARMS[arm]
     teacher = load_model(args.teacher).eval() if box is not None else None
+    kd = {} if box is None else {"kd_box_weight": box}
     cfg = TrainConfig(epochs=args.epochs, batch_size=16, img_size=args.imgsz, lr0=0.002, warmup_epochs=1.0,
-                      seed=seed, eval_every=1, kd_box_weight=box if box is not None else 0.05)
+                      seed=seed, eval_every=1, **kd)
     load = LoadMeter().start()
     train(load_model(args.pruned).train(), spec.train, spec.val, cfg, out, progress=False, teacher=teacher,
           resume=(out / "last.pt").is_file())
