@@ -34,6 +34,7 @@ def test_the_verdict_compares_edgeprune_with_the_best_method_that_meets_the_targ
     assert v["best_other"] == "(c) narrow"  # (d) is more accurate but 20 % too slow: it does not count
     assert v["missed_target"] == ["(d) input (+20.0 %)"] and "missed the target: (d) input" in v["text"]
     assert v["lead_points"] == pytest.approx(2.0) and v["beyond_spread"] is False  # 2 points < ±3 points of spread
+    assert v["outside_window"] == ["(c) narrow (-4.0 %)"] and "faster than the ±3 % window: (c) narrow" in v["text"]
 
 
 def test_rows_recovered_by_an_older_kd_loss_are_made_again():
