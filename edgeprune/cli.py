@@ -73,8 +73,9 @@ def _add_model_parsers(sub) -> None:
     p.add_argument("--teacher", help="distil from this checkpoint (e.g. the unpruned model)")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation loss")
     p.add_argument("--kd-temperature", type=float, default=1.0, help="softening of the distilled scores")
-    p.add_argument("--kd-box-weight", type=float, default=0.05,
-                   help="weight of the distilled boxes (0.05, YOLOv5's box gain; 1 made thin students collapse)")
+    p.add_argument("--kd-box-weight", type=float, default=None,
+                   help="weight of the distilled boxes (default TrainConfig's: YOLOv5's box gain, 0.05; 1 made thin "
+                        "students collapse)")
     p.add_argument("--feature-kd", default="none", choices=["none", "mse", "cwd"],
                    help="with --teacher: also distil the neck's outputs (1x1 adapters where widths differ)")
     p.add_argument("--self-reflection", type=float, default=0.0, metavar="A_T",

@@ -67,8 +67,8 @@ def finetune(args: argparse.Namespace) -> dict:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, img_size=args.imgsz, lr0=args.lr0,
                       warmup_epochs=1.0, seed=args.seed, threads=args.threads, eval_every=args.eval_every,
                       kd_weight=args.kd_weight, kd_temperature=args.kd_temperature,
-                      kd_box_weight=args.kd_box_weight,
-                      self_reflection=args.self_reflection, feature_kd=args.feature_kd)
+                      self_reflection=args.self_reflection, feature_kd=args.feature_kd,
+                      **({} if args.kd_box_weight is None else {"kd_box_weight": args.kd_box_weight}))
     last = run_training(student, spec.train, spec.val, cfg, args.out, resume=args.resume,
                         progress=not args.no_progress, teacher=teacher)
     print(format_table([last]))
