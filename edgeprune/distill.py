@@ -10,10 +10,8 @@ For maps `[B, A, H, W, 5 + C]` (YOLOv5 training output) of teacher and student a
   object: each cell is weighted by the teacher's objectness probability (response KD masked by teacher objectness).
 - Boxes are compared after the sigmoid the decoder applies, i.e. in the decoder's own offset space. The box term
   is weighted like the detection loss's (YOLOv5's box gain, 0.05): an L1 over four sigmoids is ~20× the scale of
-  1 − IoU, and at weight 1 it dominated the gradient. On the demo's thinnest plan (8-channel stem, stage 3 and
-  neck) that made the student fire on whole images a few epochs in (2785 boxes above 0.25 on one validation scene),
-  and 13 KD epochs ended at mAP@0.5 0.33 ± 0.31 over 3 seeds, where fine-tuning without a
-  teacher reached 0.775 and KD with the box term at 0.05 0.778 (benchmarks/results/recovery_kd_box.json).
+  1 − IoU, and at weight 1 it dominated the gradient until a thin student fired on whole images (docs/sparsity.md,
+  benchmarks/results/recovery_kd_box.json).
 
 `FeatureKD` adds feature distillation on the neck's outputs (MSE or channel-wise distillation), through 1×1
 adapters where the pruned student is narrower than its teacher.
