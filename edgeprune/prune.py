@@ -119,6 +119,13 @@ def plan_from_ratios(groups: list[Group], scores: dict[str, torch.Tensor], ratio
     return Plan(keep, {g.name: g.width for g in groups}, info)
 
 
+def plan_from_widths(groups: list[Group], scores: dict[str, torch.Tensor], widths: dict[str, int],
+                     info: dict | None = None) -> Plan:
+    """Each group keeps its `widths[name]` most important channels (groups absent stay whole)."""
+    keep = {g.name: _top(g, scores[g.name], widths.get(g.name, g.width)) for g in groups}
+    return Plan(keep, {g.name: g.width for g in groups}, dict(info or {"mode": "widths"}))
+
+
 def plan_global(groups: list[Group], scores: dict[str, torch.Tensor], ratio: float, round_to: int = 8,
                 min_width: int = 8) -> Plan:
     """One global ratio: rank all channels together, round each group, then CRP back to the requested total.

@@ -33,10 +33,25 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", help="dataset for taylor importance (gradients on a few training batches)")
     p.add_argument("--batches", type=int, default=4, help="training batches for taylor importance")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad labels of --data instead of stopping")
-    p.add_argument("--steps", type=int, default=1, help="prune in this many steps, recovering after each")
+    p.add_argument("--steps", type=int, help="prune in this many steps, recovering after each (default 1; "
+                   "with --progressive 4)")
     p.add_argument("--assistant-kd", action="store_true", help="with --steps: each step distils from the model "
                    "before it (teacher-assistant chain); without it each step is plainly fine-tuned")
     p.add_argument("--finetune-epochs", type=int, default=5, help="with --steps: recovery epochs per step")
+    g = p.add_argument_group("progressive, latency-budgeted pruning (HALP / NetAdapt: docs/search.md)")
+    g.add_argument("--progressive", action="store_true", help="cut in --steps steps during KD training, each "
+                   "removing the channels of least importance per millisecond the target's latency table saves")
+    g.add_argument("--target-latency", type=float, help="final latency on --backend, ms")
+    g.add_argument("--speedup", type=float, help="or: final latency = the base's measured latency / this")
+    g.add_argument("--backend", default="ort", help="where latency is measured: ort (this CPU), tensorrt, "
+                   "torch-cuda, remote://host:port")
+    g.add_argument("--threads", type=int, default=1, help="onnxruntime threads when --backend is ort")
+    g.add_argument("--epochs", type=int, default=13, help="recovery epochs in all, split over the steps")
+    g.add_argument("--teacher", help="KD teacher (default: the checkpoint itself)")
+    g.add_argument("--predict", help="latency table JSON (built and saved there when missing; default beside "
+                   "--out)")
+    g.add_argument("--tolerance", type=float, default=0.02, help="the final latency may exceed the target by this")
+    g.add_argument("--seed", type=int, default=0)
 
 
 def _scores(model: nn.Module, groups: list, args: argparse.Namespace) -> dict:
@@ -125,6 +140,9 @@ def prune(args: argparse.Namespace) -> None:
     from .models import example_input
     from .prune import Plan, plan_global, plan_warnings, prune_model
 
+    if args.progressive:
+        return progressive(args)
+    args.steps = args.steps or 1
     if (args.ratio is None) == (args.plan is None):
         raise ValueError("give either --ratio R (make a plan) or --plan FILE (apply one)")
     if args.steps > 1 and not args.data:
@@ -160,3 +178,50 @@ def prune(args: argparse.Namespace) -> None:
           f"wrote {args.out} and {plan_path}")
     for warning in plan_warnings(plan, found, args.round_to, args.min_width):
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def progressive(args: argparse.Namespace) -> None:
+    """`prune --progressive`: edgeprune.progressive on a backend, the latency table beside the output."""
+    from .checkpoint import load_model, save_checkpoint
+    from .data.formats import load_dataset
+    from .latency import CachedBackend, LatencyCache, get_backend, measure
+    from .latency.calibrate import predictor_for
+    from .progressive import Schedule, progressive_prune
+    from .prune import Plan
+
+    if (args.target_latency is None) == (args.speedup is None):
+        raise ValueError("--progressive needs the final latency: --target-latency MS or --speedup S")
+    if not args.data:
+        raise ValueError("--progressive recovers the model after each cut: pass --data DATA")
+    if args.ratio is not None:
+        raise ValueError("--progressive allocates channels by latency: drop --ratio (or pass --plan FILE to reach "
+                         "that plan step by step)")
+    work = Path(args.out).with_suffix(".progressive")
+    model = load_model(args.checkpoint).eval()
+    teacher = load_model(args.teacher).eval() if args.teacher else load_model(args.checkpoint).eval()
+    spec = load_dataset(args.data, skip_bad=args.skip_bad)
+    work.mkdir(parents=True, exist_ok=True)
+    opts = {"threads": args.threads} if args.backend in ("ort", "onnxruntime") else {}
+    raw = get_backend(args.backend, **opts)
+    backend = CachedBackend(raw, LatencyCache(work / "latency.sqlite"))
+    shape = (1, 3, args.imgsz, args.imgsz)
+    try:
+        predictor = predictor_for(model, shape, raw, args.predict or work / "latency_table.json")
+        target = args.target_latency or measure(model, shape, backend).median_ms / args.speedup
+        schedule = Schedule(target, args.steps or 4, args.epochs, args.importance, max(args.round_to, predictor.align),
+                            args.min_width, args.tolerance, img_size=args.imgsz, seed=args.seed)
+        plan = Plan.load(args.plan) if args.plan else None
+        final, state = progressive_prune(model, teacher, spec, backend, predictor, schedule, work, plan,
+                                         progress=True)
+    finally:
+        raw.close()
+    save_checkpoint(args.out, final, metrics={"pruned_from": str(args.checkpoint), "progressive": str(work)})
+    rows = [{"step": r["step"], "goal ms": r["goal_ms"], "asked ms": r["asked_ms"], "predicted ms": r["predicted_ms"],
+             "measured ms": r["measured_ms"], "params": r["params"], "GFLOPs": r["GFLOPs"], "epochs": r["epochs"],
+             "mAP50": r.get("mAP50"), "mAP50-95": r.get("mAP50-95")} for r in state["steps"]]
+    print(format_table(rows))
+    last = state["steps"][-1]["measured_ms"]
+    print(f"{'met' if state['met'] else 'MISSED'}: {last:.2f} ms measured on {args.backend} for a target of "
+          f"{target:.2f} ms ({last / target - 1:+.1%}); wrote {args.out}; steps, latencies and checkpoints in {work}")
+    if not state["met"]:
+        sys.exit(3)

@@ -287,8 +287,9 @@ class LatencyPredictor:
     def _correct(self, s: float, r: float) -> float:
         return self.a * s + self.r * r + self.b
 
-    def predict(self, model: nn.Module) -> float:
-        """Predicted latency (ms) of `model` at the table's input shape: a · ΣLUT + r · R + b."""
+    def predict(self, model: nn.Module | list[Unit]) -> float:
+        """Predicted latency (ms) of `model` (or of its units, see `features`) at the table's input shape:
+        a · ΣLUT + r · R + b."""
         return self._correct(*self.features(model))
 
     # -- correction ---------------------------------------------------------------------------------------------
