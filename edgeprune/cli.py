@@ -18,7 +18,8 @@ EXIT_CODES = """exit codes:
   1  an unexpected error (a traceback follows; please report it)
   2  bad input: a file, field or option (the message names it and says what to do)
   3  search: no trial met the hard limits (target latency, --max-gflops, --max-mparams); the closest plan is in
-     OUT/closest.pt, the rest of the report as usual"""
+     OUT/closest.pt, the rest of the report as usual; prune --progressive: the final model's measured latency
+     misses the target (the model is saved all the same)"""
 EXIT_INPUT, EXIT_NO_FEASIBLE = 2, 3
 
 

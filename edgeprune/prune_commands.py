@@ -224,4 +224,7 @@ def progressive(args: argparse.Namespace) -> None:
     print(f"{'met' if state['met'] else 'MISSED'}: {last:.2f} ms measured on {args.backend} for a target of "
           f"{target:.2f} ms ({last / target - 1:+.1%}); wrote {args.out}; steps, latencies and checkpoints in {work}")
     if not state["met"]:
-        sys.exit(3)
+        from .cli import NoFeasibleResult
+
+        raise NoFeasibleResult(f"the final model misses the target by {last / target - 1:+.1%}; it is saved "
+                               f"anyway: {args.out}")

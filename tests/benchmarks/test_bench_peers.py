@@ -37,6 +37,16 @@ def test_the_verdict_compares_edgeprune_with_the_best_method_that_meets_the_targ
     assert v["outside_window"] == ["(c) narrow (-4.0 %)"] and "faster than the ±3 % window: (c) narrow" in v["text"]
 
 
+def test_the_verdict_takes_edgeprunes_more_accurate_path_and_never_counts_it_as_a_peer():
+    line = lambda method, ms, m: {"method": method, "latency_ms": ms, "mAP50-95": m, "spread": "–",  # noqa: E731
+                                  "vs target": f"{100 * (ms / 5 - 1):+.1f} %"}
+    table = [line("(a) tp-l1", 5.0, 0.40), line("(e) edgeprune", 5.0, 0.41), line("(f) edgeprune-flops", 5.0, 0.47),
+             line("(h) edgeprune-progressive", 5.0, 0.44)]
+    v = verdict(table, 5.0)
+    assert v["best_other"] == "(a) tp-l1" and v["lead_points"] == pytest.approx(4.0)
+    assert "edgeprune (h) edgeprune-progressive 0.440" in v["text"]
+
+
 def test_rows_recovered_by_an_older_kd_loss_are_made_again():
     assert not current_kd({"name": "2x-tp-l1@0.3-s0", "training": "13 ep KD"})  # before the box weight was recorded
     assert current_kd({"name": "2x-tp-l1@0.3-s0", "training": "13 ep KD", "kd_box_weight": KD_BOX})

@@ -10,19 +10,43 @@ from edgeprune.data.formats import load_dataset
 from edgeprune.data.synth import synthesize
 from edgeprune.latency import get_backend, measure
 from edgeprune.latency.calibrate import predictor_for
-from edgeprune.models.yolov5 import YOLOv5, YOLOv5Config
+from edgeprune.latency.layers import decompose
+from edgeprune.models import create_model
 from edgeprune.progressive import Schedule, progressive_prune
 
+from tests.edgeprune.latency.test_predictor import FlopsBackend
+
 pytest.importorskip("onnxruntime")
-IMG = 96
+IMG = 160  # at 96 px a yolov5n's onnxruntime latency is mostly fixed overhead: no cut reaches 0.7x
+
+
+class MacsTable:
+    """A stand-in latency table: a model's conv MACs (millions) at IMG, read from its units."""
+
+    align = 8
+
+    def predict(self, model_or_units) -> float:
+        units = model_or_units if isinstance(model_or_units, list) else decompose(model_or_units, (1, 3, IMG, IMG))
+        return sum(u.cin * u.cout * u.attrs["h"] * u.attrs["w"] * u.attrs["kernel"][0] * u.attrs["kernel"][1]
+                   for u in units if u.op == "conv") / 1e6
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("progressive")
-    spec = load_dataset(synthesize(root / "data", 8, 4, size=IMG, seed=5, progress=False))
+    return root, load_dataset(synthesize(root / "data", 8, 4, size=IMG, seed=5, progress=False))
+
+
+def _model():
     torch.manual_seed(0)
-    model = YOLOv5(YOLOv5Config(width_multiple=0.25, depth_multiple=0.33, num_classes=1, name="tiny")).eval()
+    return create_model("yolov5n", 1).eval()
+
+
+@pytest.fixture(scope="module")
+def setup(data):
+    """The real thing: onnxruntime on this CPU and a latency table calibrated on it."""
+    root, spec = data
+    model = _model()
     backend = get_backend("ort", threads=1, runs=20, warmup=5)
     predictor = predictor_for(model, (1, 3, IMG, IMG), backend, root / "table.json", levels=(0.5, 1.0),
                               log=lambda s: None)
@@ -30,8 +54,14 @@ def setup(tmp_path_factory):
     backend.close()
 
 
+@pytest.fixture()
+def fake(data):
+    """A deterministic device (latency ∝ FLOPs, 10 % above the table's figure) for the schedule's bookkeeping."""
+    return _model(), data[1], FlopsBackend(scale=1.1e-6), MacsTable()
+
+
 def _schedule(base_ms: float, **kw) -> Schedule:
-    return Schedule(target_ms=0.6 * base_ms, steps=2, epochs=2, img_size=IMG, batch_size=4, **kw)
+    return Schedule(target_ms=0.7 * base_ms, steps=2, epochs=2, img_size=IMG, batch_size=4, **kw)
 
 
 def test_the_schedule_stops_at_the_measured_target(setup, tmp_path):
@@ -49,8 +79,8 @@ def test_the_schedule_stops_at_the_measured_target(setup, tmp_path):
     assert sum(p.numel() for p in final.parameters()) == steps[-1]["params"]
 
 
-def test_a_killed_schedule_resumes_from_the_last_finished_step(setup, tmp_path, monkeypatch):
-    model, spec, backend, predictor = setup
+def test_a_killed_schedule_resumes_from_the_last_finished_step(fake, tmp_path, monkeypatch):
+    model, spec, backend, predictor = fake
     schedule = _schedule(measure(model, (1, 3, IMG, IMG), backend).median_ms)
     real_recover, real_cut = progressive._recover, progressive._cut
     calls = []
@@ -80,9 +110,20 @@ def test_a_killed_schedule_resumes_from_the_last_finished_step(setup, tmp_path, 
     assert (tmp_path / "step2" / "last.pt").is_file()
 
 
-def test_other_settings_in_the_same_directory_are_refused(setup, tmp_path):
-    model, spec, backend, predictor = setup
+def test_other_settings_in_the_same_directory_are_refused(fake, tmp_path):
+    model, spec, backend, predictor = fake
     (tmp_path / "progressive.json").write_text(json.dumps({"format": progressive.FORMAT, "schedule": {"steps": 9},
                                                            "steps": []}))
     with pytest.raises(ValueError, match="other settings"):
         progressive_prune(model, model, spec, backend, predictor, _schedule(1.0), tmp_path, log=lambda s: None)
+
+
+@pytest.mark.parametrize("extra, says", [([], "--target-latency MS or --speedup S"),
+                                         (["--speedup", "2"], "--data DATA"),
+                                         (["--speedup", "2", "--data", "d.yaml", "--ratio", "0.5"], "drop --ratio")])
+def test_the_cli_says_what_a_progressive_run_needs(tmp_path, capsys, extra, says):
+    from edgeprune.cli import EXIT_INPUT, main
+
+    assert main(["prune", str(tmp_path / "base.pt"), "-o", str(tmp_path / "p.pt"), "--progressive", *extra]) \
+        == EXIT_INPUT
+    assert says in capsys.readouterr().err
