@@ -64,6 +64,7 @@ def _schedule(base_ms: float, **kw) -> Schedule:
     return Schedule(target_ms=0.7 * base_ms, steps=2, epochs=2, img_size=IMG, batch_size=4, **kw)
 
 
+@pytest.mark.slow  # 2.5 min: the latency table's calibration alone is 75 s on this 2-core CPU
 def test_the_schedule_stops_at_the_measured_target(setup, tmp_path):
     model, spec, backend, predictor = setup
     schedule = _schedule(measure(model, (1, 3, IMG, IMG), backend).median_ms)

@@ -22,7 +22,7 @@ def test_a_pruning_ratio_is_found_within_3_percent_of_a_measured_target(backend)
 
     torch.manual_seed(0)
     base = create_model("yolov5n", num_classes=1).eval()
-    ms = lambda m: measure(m, SHAPE, backend).median_ms  # noqa: E731
+    ms = lambda m: min(measure(m, SHAPE, backend).median_ms for _ in range(2))  # noqa: E731  lowest of 2: noise
     t0, t_half = ms(base), ms(torch_pruning_uniform(base, 0.5, round_to=1))
     target = (t0 + t_half) / 2  # somewhere between, reachable by a continuous ratio
     m = match_latency(lambda r: torch_pruning_uniform(base, r, round_to=1), ms, target, 0.0, 0.6, tol=0.03)
