@@ -3,6 +3,7 @@
     python benchmarks/bench_peers.py [--model yolov5s] [--speedup 2] [--seeds 3] [--work runs/bench-peers]
     python benchmarks/bench_peers.py --model yolov5n --speedup 2.5 --no-nano-target      # the second table
     python benchmarks/bench_peers.py --smoke                                             # every row, tiny sizes
+    python benchmarks/bench_peers.py --model yolov5n --speedup 2.5 --no-nano-target --only eh --seeds 1  # a pilot
 
 Setting: synthetic SAR (the demo's generator, 500 train / 100 val at 320 px); the base is the model trained
 densely with the demo's recipe (36 epochs). Targets on onnxruntime CPU, 1 thread, as speed-ups over the base
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.machine import LoadMeter  # noqa: E402
 from benchmarks.peers import PeerUnavailable, modelopt_fastnas, narrow_yolov5, torch_pruning_uniform  # noqa: E402
+from benchmarks.peers_table import plot, summarize, verdict  # noqa: E402
 from edgeprune.checkpoint import load_model, save_checkpoint  # noqa: E402
 from edgeprune.cli import main as cli  # noqa: E402
 from edgeprune.complexity import count_flops, count_params  # noqa: E402
@@ -157,34 +158,43 @@ def seeds_of(bench: Bench, name: str, make_seed) -> list[dict]:
 
 
 def target_rows(bench: Bench, tname: str, speedup: float, base, sparse) -> list[dict]:
-    """Every method at one latency target (a speed-up over the base). A row's name carries its knob, so a knob
-    matched anew never reuses a training made for another."""
-    r, rows, nc = bench.r, [], len(bench.spec.names)
-    kd = lambda name, model, s: bench.fit(name, model, r["recovery"], s, teacher=base)  # noqa: E731
+    """Every method (of --only) at one latency target (a speed-up over the base). A row's name carries its knob,
+    so a knob matched anew never reuses a training made for another."""
+    r, rows, only = bench.r, [], bench.args.only
     kd_ep = f"{r['recovery']} ep KD"
-    for imp in ("l1", "bn"):
+    for imp in ("l1", "bn") if "a" in only else ():
         src = base if imp == "l1" else sparse  # BN scale ranks channels only after sparsity training
         # scanned first: Torch-Pruning's latency is not monotonic in its ratio (edgeprune.latency.match)
         k = bench.matched(f"{tname}-tp-{imp}", lambda x, src=src, imp=imp: (torch_pruning_uniform(src, x, imp), x),
                           0.0, 0.9, speedup, scan=4)["knob"]
         name = f"{tname}-tp-{imp}@{k:.4g}"
         rows += seeds_of(bench, name, lambda s, src=src, imp=imp, k=k, name=name: (
-            kd(f"{name}-s{s}", torch_pruning_uniform(src, k, imp), s),
+            bench.fit(f"{name}-s{s}", torch_pruning_uniform(src, k, imp), r["recovery"], s, teacher=base),
             {"method": f"(a) tp-{imp}", "knob": k, "training": kd_ep}))
-    rows.append(modelopt_row(bench, tname, base, speedup))
+    if "b" in only:
+        rows.append(modelopt_row(bench, tname, base, speedup))
+    if "c" in only:
+        rows += narrow_rows(bench, tname, speedup)
+    if "d" in only:
+        size = int(bench.matched(f"{tname}-input", lambda i: (base, i), 64, bench.img, speedup,
+                                 snap=lambda i: float(make_divisible(i, 32)))["knob"])
+        rows.append(bench.row(f"{tname}-input@{size}", lambda: (base, {"method": "(d) input", "knob": size,
+                                                                     "training": "none (the base)"}), img=size))
+    rows += edgeprune_rows(bench, tname, speedup, base, rows)
+    if "h" in only:
+        rows += progressive_rows(bench, tname, speedup)
+    return rows
+
+
+def narrow_rows(bench: Bench, tname: str, speedup: float) -> list[dict]:
+    """(c) the narrower yolov5 whose measured latency meets the target, trained from scratch for E + R epochs."""
+    r, nc = bench.r, len(bench.spec.names)
     width = bench.matched(f"{tname}-narrow", lambda w: (narrow_yolov5(w, 0.33, nc), w), 0.0625, 0.5, speedup,
                           snap=lambda w: round(w * 64) / 64)["knob"]
-    rows += seeds_of(bench, f"{tname}-narrow@{width:g}", lambda s: (
+    return seeds_of(bench, f"{tname}-narrow@{width:g}", lambda s: (
         bench.fit(f"{tname}-narrow@{width:g}-s{s}", narrow_yolov5(width, 0.33, nc), r["epochs"] + r["recovery"], s,
                   scratch=True), {"method": "(c) narrow", "knob": width,
                                  "training": f"{r['epochs'] + r['recovery']} ep from scratch"}))
-    size = int(bench.matched(f"{tname}-input", lambda i: (base, i), 64, bench.img, speedup,
-                             snap=lambda i: float(make_divisible(i, 32)))["knob"])
-    rows.append(bench.row(f"{tname}-input@{size}", lambda: (base, {"method": "(d) input", "knob": size,
-                                                                 "training": "none (the base)"}), img=size))
-    rows += edgeprune_rows(bench, tname, speedup, base, rows)
-    rows += progressive_rows(bench, tname, speedup)
-    return rows
 
 
 def modelopt_row(bench: Bench, tname: str, base, speedup: float) -> dict:
@@ -228,11 +238,14 @@ def fastnas_floor(fastnas, shares=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) -> float:
 
 def edgeprune_rows(bench: Bench, tname: str, speedup: float, base, rows: list[dict]) -> list[dict]:
     """(e) the demo's path: search the sparse base against the target, KD from the dense base; (f) a FLOPs cap."""
-    r, out = bench.r, []
-    tp = next(x for x in rows if x["name"].startswith(f"{tname}-tp-l1"))
-    for name, limits in ((f"{tname}-edgeprune", ["--speedup", f"{speedup:.4f}"]),
-                         (f"{tname}-edgeprune-flops@{tp['GFLOPs']:.3g}", ["--lambda-latency", "0", "--lambda-flops", "1",
-                                                       "--max-gflops", f"{tp['GFLOPs']:.4f}"])):
+    r, out, runs = bench.r, [], []
+    if "e" in bench.args.only:
+        runs.append((f"{tname}-edgeprune", ["--speedup", f"{speedup:.4f}"]))
+    if "f" in bench.args.only:  # capped at the FLOPs of Torch-Pruning L1 at the target
+        tp = next(x for x in rows if x["name"].startswith(f"{tname}-tp-l1"))
+        runs.append((f"{tname}-edgeprune-flops@{tp['GFLOPs']:.3g}", ["--lambda-latency", "0", "--lambda-flops", "1",
+                                                                     "--max-gflops", f"{tp['GFLOPs']:.4f}"]))
+    for name, limits in runs:
         run, t0 = bench.work / f"search-{name}", time.perf_counter()
         if not (run / "search_s.txt").is_file():
             cli(["search", str(bench.work / "sparse" / "last.pt"), "--data", str(bench.data), "--out", str(run),
@@ -245,8 +258,8 @@ def edgeprune_rows(bench: Bench, tname: str, speedup: float, base, rows: list[di
         seeds = bench.args.seeds if ours else 1
         out += [bench.row(f"{name}-s{s}", lambda s=s: (bench.fit(f"{name}-s{s}", load_model(chosen),
                                                                  r["recovery"], s, teacher=base),
-                                                       {"method": "(e) edgeprune" if ours else "(f) edgeprune-flops", "plan": chosen.name,
-                                                        "search_s": search_s,
+                                                       {"method": "(e) edgeprune" if ours else "(f) edgeprune-flops",
+                                                        "plan": chosen.name, "search_s": search_s,
                                                         "training": f"{r['recovery']} ep KD"}))
                 for s in range(seeds)]
     return out
@@ -295,88 +308,6 @@ def final_latency(bench: Bench, rows: list[dict]) -> None:
                      latency_load_elsewhere=s.info.get("load_elsewhere"))
 
 
-def summarize(rows: list[dict], target: float) -> list[dict]:
-    """One line per method: mean and spread (half the range) over seeds, the measured latency's median over seeds,
-    its distance from the target and its speed-up over the base measured in the same pass, the training each row
-    had and the method's wall time (mean per seed)."""
-    table, base_ms = [], next(x["latency_ms"] for x in rows if x["name"] == "base")
-    for method in dict.fromkeys(x.get("method", x["name"]) for x in rows):
-        xs = [x for x in rows if x.get("method", x["name"]) == method]
-        if "error" in xs[0]:
-            table.append({"method": method, "note": xs[0]["error"]})
-            continue
-        half = lambda key: f"±{(max(x[key] for x in xs) - min(x[key] for x in xs)) / 2:.3f}"  # noqa: E731
-        lat = statistics.median(x["latency_ms"] for x in xs)
-        table.append({"method": method, "seeds": len(xs), "params": xs[0]["params"], "GFLOPs": xs[0]["GFLOPs"],
-                      "imgsz": xs[0]["imgsz"], "latency_ms": lat,
-                      "p90_ms": statistics.median(x["p90_ms"] for x in xs),
-                      "vs target": f"{100 * (lat / target - 1):+.1f} %", "speedup": base_ms / lat,
-                      "mAP50": statistics.mean(x["mAP50"] for x in xs),
-                      "spread50": half("mAP50") if len(xs) > 1 else "–",
-                      "mAP50-95": statistics.mean(x["mAP50-95"] for x in xs),
-                      "spread": half("mAP50-95") if len(xs) > 1 else "–", "training": xs[0].get("training", ""),
-                      "minutes": round(statistics.mean(x["seconds"] + x.get("search_s", 0.0) for x in xs) / 60, 1)})
-    return table
-
-
-def _spread(line: dict) -> float:
-    return float(line["spread"].lstrip("±")) if line.get("spread", "–") != "–" else 0.0
-
-
-def verdict(table: list[dict], target: float, tol: float = 0.03) -> dict:
-    """Where edgeprune's best path ((e) search or (h) progressive) stands among the rows that meet the target
-    (measured latency ≤ target + tol): the best other method by mAP@0.5:0.95, the difference in points, and whether
-    it exceeds the two rows' seed spreads. A row faster than target − tol meets it (a user would deploy it) but is
-    named as outside the matching window: it bought speed nobody asked for, and may have paid accuracy for it."""
-    timed = [x for x in table if "latency_ms" in x and not x["method"].startswith("base")]
-    meets = [x for x in timed if x["latency_ms"] <= (1 + tol) * target]
-    missed = [f"{x['method']} ({x['vs target']})" for x in timed if x not in meets]
-    fast = [f"{x['method']} ({x['vs target']})" for x in meets if x["latency_ms"] < (1 - tol) * target]
-    mine = [x for x in meets if x["method"].startswith(("(e)", "(h)"))]
-    ours = max(mine, key=lambda x: x["mAP50-95"]) if mine else None
-    others = [x for x in meets if not x["method"].startswith(("(e)", "(f)", "(h)"))]
-    out = {"meets_target": [x["method"] for x in meets], "missed_target": missed, "outside_window": fast}
-    if not others or ours is None:
-        out["text"] = ("edgeprune (e) and (h) missed the target" if ours is None else "no other method met the target") + (
-            f"; missed: {', '.join(missed)}" if missed else "")
-        return out
-    best = max(others, key=lambda x: x["mAP50-95"])
-    diff, spread = ours["mAP50-95"] - best["mAP50-95"], _spread(ours) + _spread(best)
-    out.update(best_other=best["method"], lead_points=100 * diff, spread_points=100 * spread,
-               beyond_spread=abs(diff) > spread)
-    out["text"] = (f"best other method at the target: {best['method']} ({best['mAP50-95']:.3f} mAP@0.5:0.95); "
-                   f"edgeprune {ours['method']} {ours['mAP50-95']:.3f}: {'leads' if diff > 0 else 'trails'} by "
-                   f"{100 * abs(diff):.1f} points, {'more' if abs(diff) > spread else 'less'} than the seeds' "
-                   f"spread (±{100 * spread:.1f})" + (f"; missed the target: {', '.join(missed)}" if missed else "")
-                   + (f"; faster than the ±{100 * tol:g} % window: {', '.join(fast)}" if fast else ""))
-    return out
-
-
-def plot(result: dict, path: Path) -> None:
-    """mAP@0.5:0.95 against measured latency: one marker per method (seed spread as error bars), targets dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(result["targets"]), figsize=(6.5 * len(result["targets"]), 4.8), squeeze=False)
-    for ax, (tname, t) in zip(axes[0], result["targets"].items()):
-        for row in t["table"]:
-            if "latency_ms" not in row:
-                continue
-            ax.errorbar(row["latency_ms"], row["mAP50-95"], yerr=_spread(row), fmt="o", capsize=3,
-                        label=row["method"])
-        ax.axvline(t["target_ms"], ls="--", c="gray")
-        ax.axvspan(0.97 * t["target_ms"], 1.03 * t["target_ms"], color="gray", alpha=0.15, label="target ±3 %")
-        ax.set(xlabel="latency (ms, onnxruntime CPU, 1 thread)", ylabel="mAP@0.5:0.95",
-               title=f"{result['model']}, target {tname}: {t['target_ms']:.2f} ms")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="yolov5s")
@@ -386,7 +317,10 @@ def main() -> None:
     ap.add_argument("--work", default="runs/bench-peers")
     ap.add_argument("--out", help="JSON (default benchmarks/results/peers.json, peers_<model>.json for others)")
     ap.add_argument("--smoke", action="store_true", help="every row at tiny sizes, to check the script")
+    ap.add_argument("--only", default="abcdefh", help="the rows to run, by letter (f needs a: its FLOPs cap)")
     args = ap.parse_args()
+    if "f" in args.only and "a" not in args.only:
+        ap.error("--only: row f is capped at the FLOPs of row a (Torch-Pruning L1 at the target): add a")
     args.work = Path(args.work) / args.model
     bench = Bench(args)
     nc, r = len(bench.spec.names), bench.r

@@ -2,7 +2,8 @@
 measured in the same pass, and a method that could not run kept as a line with its error."""
 import pytest
 
-from benchmarks.bench_peers import KD_BOX, current_kd, summarize, verdict
+from benchmarks.bench_peers import KD_BOX, current_kd
+from benchmarks.peers_table import summarize, verdict
 
 
 def _row(name, method, ms, m50, m5095, seconds=60.0, **extra):
