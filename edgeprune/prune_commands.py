@@ -184,9 +184,9 @@ def progressive(args: argparse.Namespace) -> None:
     """`prune --progressive`: edgeprune.progressive on a backend, the latency table beside the output."""
     from .checkpoint import load_model, save_checkpoint
     from .data.formats import load_dataset
-    from .latency import CachedBackend, LatencyCache, get_backend, measure
+    from .latency import CachedBackend, LatencyCache, get_backend
     from .latency.calibrate import predictor_for
-    from .progressive import Schedule, progressive_prune
+    from .progressive import Schedule, progressive_prune, settled_ms
     from .prune import Plan
 
     if (args.target_latency is None) == (args.speedup is None):
@@ -207,7 +207,7 @@ def progressive(args: argparse.Namespace) -> None:
     shape = (1, 3, args.imgsz, args.imgsz)
     try:
         predictor = predictor_for(model, shape, raw, args.predict or work / "latency_table.json")
-        target = args.target_latency or measure(model, shape, backend).median_ms / args.speedup
+        target = args.target_latency or settled_ms(model, shape, backend) / args.speedup
         schedule = Schedule(target, args.steps or 4, args.epochs, args.importance, max(args.round_to, predictor.align),
                             args.min_width, args.tolerance, img_size=args.imgsz, seed=args.seed)
         plan = Plan.load(args.plan) if args.plan else None
