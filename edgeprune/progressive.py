@@ -82,7 +82,7 @@ def progressive_prune(model: nn.Module, teacher: nn.Module | None, spec, backend
     state = _load_state(out, schedule)
     shape = (1, 3, schedule.img_size, schedule.img_size)
     if "base_ms" not in state:
-        state["base_ms"] = _measure(model, shape, backend)
+        state["base_ms"] = settled_ms(model, shape, backend)
         state["base_predicted_ms"] = predictor.predict(model)
         write_json(out / "progressive.json", state)
     log(f"base: {state['base_ms']:.2f} ms measured ({state['base_predicted_ms']:.2f} predicted); target "
@@ -134,8 +134,6 @@ def settled_ms(model: nn.Module, shape: tuple[int, ...], backend, passes: int = 
     return min(measure(model, shape, raw).median_ms for _ in range(passes))
 
 
-_measure = settled_ms
-
 
 def _chain(model: nn.Module, plan: Plan, schedule: Schedule) -> list[Plan]:
     from .chain import step_plans
@@ -157,7 +155,7 @@ def _cut(current: nn.Module, k: int, state: dict, schedule: Schedule, backend, p
     target = schedule.aim(state["base_ms"], k)
     if chain is not None:
         cut = pruned_model(current, chain[k - 1], example)
-        predicted, measured = predictor.predict(cut), _measure(cut, shape, backend)
+        predicted, measured = predictor.predict(cut), settled_ms(cut, shape, backend)
         return cut, _record(k, target, target, predicted, measured, cut, schedule, "plan")
     groups = find_groups(current, example)
     scores = rankable(score_groups(groups, schedule.importance), schedule.importance)
@@ -173,7 +171,7 @@ def _cut(current: nn.Module, k: int, state: dict, schedule: Schedule, backend, p
         alloc = allocate(groups, scores, umap, predictor, aim, round_to, schedule.min_width)
         plan = plan_from_widths(groups, scores, alloc.widths, {"mode": "latency-budget", "step": k, "aim_ms": aim})
         cut = pruned_model(current, plan, example)
-        predicted, measured = predictor.predict(cut), _measure(cut, shape, backend)
+        predicted, measured = predictor.predict(cut), settled_ms(cut, shape, backend)
         attempts.append((cut, aim, predicted, measured, alloc))
         scale = measured / predicted
         if lo <= measured <= hi or not alloc.reached or attempt + 1 == tries:
