@@ -6,10 +6,11 @@ recovered mAP, and its cost per candidate.
     python benchmarks/bench_proxy.py --smoke                       # every step at tiny sizes, to check the script
 
 The base is bench_peers' dense base (the same WORK/<model>/base, trained once if absent: the demo's data and recipe).
-Plans, all pruned from it to the same share of its FLOPs (±2 %), channels ranked by L1 inside each group:
-uniform (one ratio everywhere), global (one threshold over every group), allocated (edgeprune.allocate: least
-importance per FLOP saved), searched (`edgeprune search` with the FLOPs objective, its chosen plan) and random
-(every group's kept share drawn from U(0.15, 1), the whole vector scaled until the budget is met).
+Plans, all pruned from it to at most the same share of its FLOPs (prune.ratio_for_flops), channels ranked by L1
+inside each group: uniform (one ratio everywhere), global (one threshold over every group), allocated
+(edgeprune.allocate: least importance per FLOP saved), searched (`edgeprune search` with the FLOPs objective, its
+chosen plan) and random (every group's kept share drawn from U(0.15, 1), the whole vector scaled until the budget
+is met).
 
 Proxies, in order of cost (the teacher is the dense base; "held out" = validation images the mAP proxies never see):
   bn-map      mAP@0.5 on 32 validation images after BN recalibration on 4 training batches (today's search score)
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_peers import KD_BOX, Bench  # noqa: E402
 from edgeprune.allocate import UnitMap, allocate  # noqa: E402
-from edgeprune.checkpoint import load_model  # noqa: E402
+from edgeprune.checkpoint import load_model, save_checkpoint  # noqa: E402
 from edgeprune.cli import main as cli  # noqa: E402
 from edgeprune.complexity import count_flops  # noqa: E402
 from edgeprune.data.dataset import build_loader  # noqa: E402
@@ -53,7 +54,7 @@ from edgeprune.importance import rankable, score_groups  # noqa: E402
 from edgeprune.latency.layers import decompose  # noqa: E402
 from edgeprune.models import create_model, example_input  # noqa: E402
 from edgeprune.prune import (Plan, allowed_widths, nearest_width, plan_from_widths, plan_global,  # noqa: E402
-                             pruned_model)
+                             pruned_model, ratio_for_flops)
 from edgeprune.search.candidate import recalibrate_bn  # noqa: E402
 from edgeprune.train import TrainConfig, Trainer  # noqa: E402
 
@@ -86,48 +87,41 @@ class Plans:
     def prune(self, plan: Plan) -> tuple[torch.nn.Module, Plan]:
         return pruned_model(self.base, plan, self.example), plan
 
+    def at_budget(self, make_plan) -> tuple[torch.nn.Module, Plan]:
+        """`make_plan(ratio)`, its FLOPs falling as the ratio grows, bisected to at most the budget."""
+        return self.prune(ratio_for_flops(make_plan, self.base, self.share, self.img)[1])
+
     def kept_l1(self, plan: Plan) -> float:
         kept = sum(float(self.scores[n][plan.keep[n]].sum()) for n in plan.keep)
         return kept / sum(float(s.sum()) for s in self.scores.values())
 
     def from_shares(self, shares: dict[str, float]) -> tuple[torch.nn.Module, Plan]:
-        """Scale the kept shares by one factor until the pruned model's FLOPs meet the budget."""
-        def build(alpha: float) -> Plan:
+        """The kept shares, all scaled by one factor (ratio 0: every group whole) until the budget is met."""
+        def make_plan(ratio: float) -> Plan:
+            alpha = (1 - ratio) / min(shares.values())
             widths = {g.name: nearest_width(g.width * min(1.0, shares[g.name] * alpha), allowed_widths(g.width))
                       for g in self.groups}
             return plan_from_widths(self.groups, self.scores, widths)
-        return self._bisect(build, 0.05, 1.0 / min(shares.values()))
+        return self.at_budget(make_plan)
 
     def uniform(self):
         return self.from_shares({g.name: 1.0 for g in self.groups})
 
     def global_(self):
         ranked = rankable(self.scores, "l1")
-        return self._bisect(lambda keep: plan_global(self.groups, ranked, 1 - keep), 0.05, 0.99)
+        return self.at_budget(lambda ratio: plan_global(self.groups, ranked, ratio))
 
     def allocated(self):
         shape = (1, 3, self.img, self.img)
         umap, ranked = UnitMap.learn(self.base, self.groups, shape, self.example), rankable(self.scores, "l1")
         macs = ConvMacs()
         full = macs.predict(decompose(self.base, shape))  # conv MACs only: the aim is bisected to the FLOPs budget
-        return self._bisect(lambda x: plan_from_widths(self.groups, self.scores, allocate(
-            self.groups, ranked, umap, macs, full * x, 8, 8).widths), 0.05, 1.0)
+        return self.at_budget(lambda ratio: plan_from_widths(self.groups, self.scores, allocate(
+            self.groups, ranked, umap, macs, full * (1 - ratio), 8, 8).widths))
 
     def random(self, seed: int):
         rng = random.Random(seed)
         return self.from_shares({g.name: rng.uniform(0.15, 1.0) for g in self.groups})
-
-    def _bisect(self, build, lo: float, hi: float, iters: int = 14) -> tuple[torch.nn.Module, Plan]:
-        """`build(x)` → a Plan whose FLOPs grow with x: the one nearest the budget."""
-        best = None
-        for _ in range(iters):
-            mid = (lo + hi) / 2
-            model, plan = self.prune(build(mid))
-            f = self.flops(model)
-            if best is None or abs(f - self.budget) < abs(best[0] - self.budget):
-                best = (f, model, plan)
-            lo, hi = (mid, hi) if f < self.budget else (lo, mid)
-        return best[1], best[2]
 
     def searched(self, bench: Bench, trials: int) -> tuple[torch.nn.Module, Plan]:
         """`edgeprune search` as a user runs it: the FLOPs objective under this budget, on the same base."""
@@ -150,18 +144,20 @@ class Proxies:
         self.val = build_loader(spec.val[:n], img, 16, augment=False, shuffle=False)
         self.held_out = build_loader(spec.val[n:], img, 16, augment=False, shuffle=False)
         self.bn = build_loader(spec.train, img, 16, augment=True, shuffle=True, seed=0)
-        self.ft_images, self.ft_iters = spec.train[: 16 * ft_iters], ft_iters
+        self.ft_images = spec.train[: 16 * ft_iters]
         self.kd = DetectionKD(w_box=KD_BOX)
 
     def score(self, model, run: Path) -> dict:
-        out, cost = {}, {}
+        out, cost, recalibrated = {}, {}, {}
         for name, batches in (("bn-map", 4), ("abn-map", 16)):
             t0 = time.perf_counter()
-            m = recalibrate_bn(copy.deepcopy(model), self.bn, batches)
-            out[name], cost[name] = evaluate(m, self.val)["map50"], time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out["kd-loss"] = self.kd_loss(recalibrate_bn(copy.deepcopy(model), self.bn, 4))
-        cost["kd-loss"] = time.perf_counter() - t0
+            recalibrated[name] = recalibrate_bn(copy.deepcopy(model), self.bn, batches), time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out[name] = evaluate(recalibrated[name][0], self.val)["map50"]
+            cost[name] = recalibrated[name][1] + time.perf_counter() - t0
+        t0 = time.perf_counter()  # on bn-map's copy, its recalibration counted in the cost
+        out["kd-loss"] = self.kd_loss(recalibrated["bn-map"][0])
+        cost["kd-loss"] = recalibrated["bn-map"][1] + time.perf_counter() - t0
         t0 = time.perf_counter()
         tuned = self.fine_tune(copy.deepcopy(model), run)
         tuning, t0 = time.perf_counter() - t0, time.perf_counter()
@@ -214,8 +210,6 @@ def scored(name: str, make, plans: Plans, proxies: Proxies, work: Path) -> dict:
     path = work / f"{name}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from edgeprune.checkpoint import save_checkpoint
-
     model, plan = make()
     save_checkpoint(work / f"{name}.pt", model)
     rec = {"name": name, "flops_share": plans.flops(model) / plans.flops(plans.base),
