@@ -110,7 +110,7 @@ def set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, it: int, iters_per_epoc
     """Warm-up: the bias group falls from warmup_bias_lr, the others rise from 0; then cosine per iteration."""
     epoch = it / iters_per_epoch
     target = cfg.lr0 * cosine_factor(epoch, cfg.epochs, cfg.lrf)
-    warmup_iters = max(1, round(cfg.warmup_epochs * iters_per_epoch))
+    warmup_iters = round(cfg.warmup_epochs * iters_per_epoch)  # 0: none (1 gave the biases lr 0.1 once)
     for j, group in enumerate(opt.param_groups):
         if it < warmup_iters:
             start = cfg.warmup_bias_lr if j == 2 else 0.0

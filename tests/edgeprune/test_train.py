@@ -8,7 +8,7 @@ from edgeprune.checkpoint import load_checkpoint, load_model
 from edgeprune.data.formats import load_dataset
 from edgeprune.data.synth import synthesize
 from edgeprune.models import create_model
-from edgeprune.train import TrainConfig, Trainer, cosine_factor, train
+from edgeprune.train import TrainConfig, Trainer, cosine_factor, set_lr, train
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,12 @@ def test_cosine_schedule_ends_at_lrf():
     assert cosine_factor(0, 10, 0.01) == pytest.approx(1.0)
     assert cosine_factor(10, 10, 0.01) == pytest.approx(0.01)
     assert cosine_factor(5, 10, 0.01) == pytest.approx(0.505)
+
+
+def test_no_warm_up_means_every_group_starts_at_lr0():
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(3)]
+    opt = torch.optim.SGD([{"params": [p]} for p in params], lr=0.0)
+    set_lr(opt, TrainConfig(epochs=1, lr0=0.002, warmup_epochs=0.0), it=0, iters_per_epoch=24)
+    assert [g["lr"] for g in opt.param_groups] == [0.002] * 3  # the bias group (2) too, not warmup_bias_lr 0.1
+    set_lr(opt, TrainConfig(epochs=1, lr0=0.002, warmup_epochs=1.0), it=0, iters_per_epoch=24)
+    assert [g["lr"] for g in opt.param_groups] == [0.0, 0.0, 0.1]  # with a warm-up: YOLOv5's start
