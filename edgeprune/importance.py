@@ -9,11 +9,14 @@ consumer); each criterion scores a channel from all of them:
 - `bn`: |γ| of the group's batch norms (network slimming); groups without a batch norm fall back to `l1`.
 - `fused`: the three-stage paper's fusion of global and local rank of γ:
   `α · γ / max_global γ + (1 − α) · γ / max_layer γ`.
-- `taylor`: first-order Taylor expansion of the loss, `(Σ w · ∂L/∂w)²` per channel and member (Molchanov et al.,
-  2019); needs gradients from a backward pass on real data first.
+- `taylor`: first-order Taylor estimate of the loss change when the channel goes, `(Σ w · ∂L/∂w)²` with the sum
+  over every parameter of the channel in every member (Molchanov et al., 2019, group criterion); needs gradients
+  from a backward pass on real data first (`accumulate_gradients`).
 
 `score_groups` returns one score vector per group. `rankable` rescales them so that one global ranking across
-groups is meaningful (each group's scores divided by its mean; `bn` and `fused` scores are already comparable).
+groups is meaningful: magnitudes are divided by their group's mean, which leaves only the ranking *inside* a group
+(the mean channel of every group weighs 1, so an allocation across groups is then decided by what each channel
+saves); `bn`, `fused` and `taylor` are comparable across groups as they are (a loss change is a loss change).
 """
 
 from __future__ import annotations
@@ -74,16 +77,41 @@ def _bn_gamma(group: Group) -> torch.Tensor | None:
 
 
 def _taylor(group: Group) -> torch.Tensor:
-    per_member = []
+    change = torch.zeros(group.width, dtype=torch.float64)
     for member, w in _weights(group):
         if w.grad is None:
             raise ValueError(f"taylor importance needs gradients: {member.name}.weight has none. Run a forward and "
                              f"backward pass on training data (loss.backward()) before scoring.")
         v = _channel_view(member, (w.detach() * w.grad.detach()))
         if v is not None:
-            s = _to_group(member, v.sum(1), group.width).pow(2)
-            per_member.append(s / s.mean().clamp_min(1e-20))
-    return torch.stack(per_member).mean(0)
+            change += _to_group(member, v.sum(1).double(), group.width)
+    return change.pow(2).float()
+
+
+def accumulate_gradients(model: nn.Module, samples: list, img_size: int, batches: int = 8,
+                         batch_size: int = 8) -> nn.Module:
+    """Gradients of the detection loss summed over `batches` training batches (augmented, as in training), for
+    `taylor`. Batch norms normalise with batch statistics but keep their running ones (a forward in train mode
+    would otherwise move them toward these few batches)."""
+    from .data.dataset import build_loader
+    from .models.loss import YOLOv5Loss
+
+    loader = build_loader(samples, img_size, batch_size, augment=True, shuffle=True, seed=0)
+    criterion = YOLOv5Loss(model.head, img_size=img_size)
+    bns = [(m, m.momentum) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.train()
+    model.zero_grad()
+    try:
+        for m, _ in bns:
+            m.momentum = 0.0
+        for i, (images, targets, _) in enumerate(loader):
+            if i == batches:
+                break
+            criterion(model(images), targets)[0].backward()
+    finally:
+        for m, momentum in bns:
+            m.momentum = momentum
+    return model.eval()
 
 
 def score_groups(groups: list[Group], criterion: str = "l1", alpha: float = 0.5) -> dict[str, torch.Tensor]:
@@ -107,6 +135,6 @@ def score_groups(groups: list[Group], criterion: str = "l1", alpha: float = 0.5)
 
 def rankable(scores: dict[str, torch.Tensor], criterion: str) -> dict[str, torch.Tensor]:
     """Scores comparable across groups, for one global ranking."""
-    if criterion in ("bn", "fused"):
+    if criterion in ("bn", "fused", "taylor"):
         return scores
     return {k: v / v.mean().clamp_min(1e-20) for k, v in scores.items()}

@@ -31,7 +31,7 @@ from .checkpoint import load_model, save_checkpoint
 from .complexity import count_flops, count_params
 from .files import write_json
 from .graph import find_groups
-from .importance import rankable, score_groups
+from .importance import accumulate_gradients, rankable, score_groups
 from .models import example_input
 from .prune import Plan, plan_from_widths, pruned_model
 
@@ -46,6 +46,7 @@ class Schedule:
     steps: int = 4
     epochs: int = 13  # recovery epochs in all (KD from the teacher), split over the steps
     importance: str = "l1"
+    taylor_batches: int = 8  # training batches whose gradients score channels, with importance taylor
     round_to: int = 0  # kept widths: multiples of this; 0: the latency table's fast channel block (its align)
     min_width: int = 8
     tolerance: float = 0.02  # the final model meets the target when measured ≤ target · (1 + tolerance)
@@ -60,9 +61,6 @@ class Schedule:
             raise ValueError(f"steps must be at least 1, not {self.steps}")
         if self.target_ms <= 0:
             raise ValueError(f"the target latency must be positive, not {self.target_ms} ms")
-        if self.importance == "taylor":
-            raise ValueError("progressive pruning ranks channels by l1, l2, bn or fused importance; taylor needs "
-                             "gradients that the schedule does not compute")
 
     def step_epochs(self) -> list[int]:
         share, extra = divmod(self.epochs, self.steps)
@@ -87,7 +85,7 @@ def progressive_prune(model: nn.Module, teacher: nn.Module | None, spec, backend
         write_json(out / "progressive.json", state)
     log(f"base: {state['base_ms']:.2f} ms measured ({state['base_predicted_ms']:.2f} predicted); target "
         f"{schedule.target_ms:.2f} ms in {schedule.steps} steps, {schedule.epochs} recovery epochs")
-    chain = _chain(model, plan, schedule) if plan is not None else None
+    chain = _chain(model, plan, schedule, spec) if plan is not None else None
     current, maps = model, []  # maps: the UnitMap, learnt on the first model cut and kept for the next steps
     for k in range(1, schedule.steps + 1):
         rec = next((r for r in state["steps"] if r["step"] == k), None)
@@ -95,7 +93,7 @@ def progressive_prune(model: nn.Module, teacher: nn.Module | None, spec, backend
             current = load_model(out / rec["checkpoint"]).eval()
             continue
         if rec is None:
-            cut, rec = _cut(current, k, state, schedule, backend, predictor, chain, maps, log)
+            cut, rec = _cut(current, k, state, schedule, backend, predictor, chain, maps, log, spec)
             save_checkpoint(out / f"step{k}" / "pruned.pt", cut)
             state["steps"].append(rec)
             write_json(out / "progressive.json", state)
@@ -135,16 +133,26 @@ def settled_ms(model: nn.Module, shape: tuple[int, ...], backend, passes: int = 
 
 
 
-def _chain(model: nn.Module, plan: Plan, schedule: Schedule) -> list[Plan]:
+def _importance(model: nn.Module, groups: list, schedule: Schedule, spec) -> dict:
+    """The schedule's importance of the model as it is now (taylor: gradients on a few training batches first)."""
+    if schedule.importance == "taylor":
+        accumulate_gradients(model, spec.train, schedule.img_size, schedule.taylor_batches)
+    try:
+        return score_groups(groups, schedule.importance)
+    finally:
+        model.zero_grad(set_to_none=True)
+
+
+def _chain(model: nn.Module, plan: Plan, schedule: Schedule, spec) -> list[Plan]:
     from .chain import step_plans
 
     groups = find_groups(model, example_input(model))
-    return step_plans(plan, groups, score_groups(groups, schedule.importance), schedule.steps,
+    return step_plans(plan, groups, _importance(model, groups, schedule, spec), schedule.steps,
                       schedule.round_to or 8, schedule.min_width)
 
 
 def _cut(current: nn.Module, k: int, state: dict, schedule: Schedule, backend, predictor,
-         chain: list[Plan] | None, maps: list[UnitMap], log) -> tuple[nn.Module, dict]:
+         chain: list[Plan] | None, maps: list[UnitMap], log, spec) -> tuple[nn.Module, dict]:
     """Step k's pruned model and its record; the last step is re-aimed until its measured latency is within
     [target · (1 − 2 · tolerance), target · (1 + tolerance)]."""
     shape = (1, 3, schedule.img_size, schedule.img_size)
@@ -158,7 +166,7 @@ def _cut(current: nn.Module, k: int, state: dict, schedule: Schedule, backend, p
         predicted, measured = predictor.predict(cut), settled_ms(cut, shape, backend)
         return cut, _record(k, target, target, predicted, measured, cut, schedule, "plan")
     groups = find_groups(current, example)
-    scores = rankable(score_groups(groups, schedule.importance), schedule.importance)
+    scores = rankable(_importance(current, groups, schedule, spec), schedule.importance)
     if not maps or not {g.name for g in groups} <= set(maps[0].widths):  # the slopes hold at any width
         maps[:] = [UnitMap.learn(current, groups, shape, example)]
     umap = maps[0]

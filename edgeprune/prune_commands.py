@@ -55,12 +55,14 @@ def add_parsers(sub) -> None:
 
 
 def _scores(model: nn.Module, groups: list, args: argparse.Namespace) -> dict:
-    from .importance import score_groups
+    from .data.formats import load_dataset
+    from .importance import accumulate_gradients, score_groups
 
     if args.importance == "taylor":
         if not getattr(args, "data", None):
             raise ValueError("taylor importance needs gradients: pass --data DATA (a few training batches are used)")
-        _accumulate_gradients(model, args.data, args.imgsz, args.batches, getattr(args, "skip_bad", False))
+        spec = load_dataset(args.data, skip_bad=getattr(args, "skip_bad", False), need=("train",))
+        accumulate_gradients(model, spec.train, args.imgsz, args.batches)
     return score_groups(groups, args.importance, alpha=getattr(args, "alpha", 0.5))
 
 
@@ -88,23 +90,6 @@ def _prune_in_steps(model: nn.Module, plan, groups: list, args: argparse.Namespa
         return load_model(run / "last.pt").eval()
 
     return prune_in_steps(model, plans, recover if args.finetune_epochs > 0 else None)[-1]
-
-
-def _accumulate_gradients(model: nn.Module, data: str, img_size: int, batches: int, skip_bad: bool) -> None:
-    from .data.dataset import build_loader
-    from .data.formats import load_dataset
-    from .models.loss import YOLOv5Loss
-
-    spec = load_dataset(data, skip_bad=skip_bad, need=("train",))
-    loader = build_loader(spec.train, img_size, 8, augment=False, shuffle=True)
-    criterion = YOLOv5Loss(model.head, img_size=img_size)
-    model.train()
-    model.zero_grad()
-    for i, (images, targets, _) in enumerate(loader):
-        if i == batches:
-            break
-        criterion(model(images), targets)[0].backward()
-    model.eval()
 
 
 def groups(args: argparse.Namespace) -> None:

@@ -111,6 +111,23 @@ def test_a_killed_schedule_resumes_from_the_last_finished_step(fake, tmp_path, m
     assert (tmp_path / "step2" / "last.pt").is_file()
 
 
+def test_taylor_importance_scores_each_cut_on_its_own_gradients(fake, tmp_path, monkeypatch):
+    model, spec, backend, predictor = fake
+    schedule = _schedule(measure(model, (1, 3, IMG, IMG), backend).median_ms, importance="taylor", taylor_batches=1)
+    seen = []
+    real = progressive.score_groups
+
+    def scored(groups, criterion):
+        seen.append(sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters()))
+        return real(groups, criterion)
+
+    monkeypatch.setattr(progressive, "score_groups", scored)
+    final, state = progressive_prune(model, model, spec, backend, predictor, schedule, tmp_path, log=lambda s: None)
+    assert len(seen) == 2  # one scoring per cut, each after a backward pass on training batches
+    assert seen[0] > 0 and all(p.grad is None for p in model.parameters())  # the gradients are not left behind
+    assert state["steps"][-1]["params"] < sum(p.numel() for p in model.parameters())
+
+
 def test_other_settings_in_the_same_directory_are_refused(fake, tmp_path):
     model, spec, backend, predictor = fake
     (tmp_path / "progressive.json").write_text(json.dumps({"format": progressive.FORMAT, "schedule": {"steps": 9},
