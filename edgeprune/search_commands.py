@@ -42,6 +42,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--importance", default="l1", help="l1, l2, bn or fused")
     p.add_argument("--val-images", type=int, default=64, help="validation images that score each candidate")
     p.add_argument("--bn-batches", type=int, default=4, help="training batches that recalibrate batch norms")
+    p.add_argument("--rescore-top", type=int, default=0, metavar="K", help="stage two: the screen's best K trials "
+                   "fine-tuned with KD and scored again, the answer the best of them (0: off)")
+    p.add_argument("--rescore-iters", type=int, default=24, help="KD iterations of the stage-two fine-tune")
     p.add_argument("--sensitivity", type=float, nargs="*", default=[0.5],
                    help="ratios of the per-scope sensitivity that seeds the first trials (none: skip)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -70,7 +73,8 @@ def config_from_args(args: argparse.Namespace):
         step=args.step, max_ratio=args.max_ratio, round_to=args.round_to, min_width=args.min_width,
         importance=args.importance, objective=objective, backend=args.backend, threads=args.threads,
         runs=args.runs, predict=args.predict, measure="none" if args.backend == "none" else args.measure,
-        val_images=args.val_images, bn_batches=args.bn_batches, sensitivity=list(args.sensitivity),
+        val_images=args.val_images, bn_batches=args.bn_batches, rescore_top=args.rescore_top,
+        rescore_iters=args.rescore_iters, sensitivity=list(args.sensitivity),
         seed=args.seed, speedup=args.speedup, skip_bad=args.skip_bad)
 
 

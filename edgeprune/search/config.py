@@ -57,6 +57,8 @@ class SearchConfig:
     measure: str = "pareto"  # all | pareto | none
     val_images: int = 64
     bn_batches: int = 4
+    rescore_top: int = 0  # stage two (search.rescore): the screen's best K trials fine-tuned and scored again
+    rescore_iters: int = 24  # KD iterations of that fine-tune
     batch_size: int = 16
     conf_thres: float = 0.01
     sensitivity: list = field(default_factory=lambda: [0.5])  # ratios; [] skips sensitivity and seeding

@@ -36,6 +36,7 @@ class SearchContext:
         self.space = SearchSpace(self.groups, scopes_for(self.groups, cfg.scopes), cfg.step, cfg.max_ratio,
                                  cfg.round_to, cfg.min_width)
         spec = load_dataset(cfg.data, skip_bad=cfg.skip_bad)
+        self.train_samples = spec.train  # the stage-two fine-tune's images (search.rescore)
         val = spec.val[: cfg.val_images] if cfg.val_images else spec.val
         if not val:
             raise ValueError(f"{cfg.data}: the validation split is empty; the search scores candidates on it")

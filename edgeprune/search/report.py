@@ -15,7 +15,8 @@ from ..files import atomic_write_text, write_json
 from ..tables import format_table, markdown_table
 from .context import SearchContext
 from .study import resolve_target
-from .objective import Scores, choose, pareto_front
+from .objective import choose, pareto_front
+from .rescore import rescore, row_scores
 
 __all__ = ["RESULT_FILES", "choose_trial", "trial_rows", "write_report"]
 
@@ -35,23 +36,24 @@ def trial_rows(study: optuna.Study) -> list[dict]:
     return rows
 
 
-def choose_trial(study: optuna.Study, ctx: SearchContext, rows: list[dict]) -> dict | None:
+def choose_trial(study: optuna.Study, ctx: SearchContext, rows: list[dict], log=print) -> dict | None:
     """The search's answer: the best objective value (loss / reward), or in pareto mode the most accurate front
-    point within the target latency or speed-up."""
+    point within the target latency or speed-up; with `rescore_top`, the best of the screen's top trials after
+    a short KD fine-tune (search.rescore)."""
     if not rows:
         return None
     obj = ctx.objective
+    if ctx.cfg.rescore_top > 0:
+        best = rescore(study, ctx, rows, ctx.cfg.rescore_top, ctx.cfg.rescore_iters, log)
+        if best is not None:
+            return {**best, "feasible": True}
     if obj.mode != "pareto":
-        feasible = [r for r in rows if all(c <= 0 for c in obj.constraints(_scores(r)))]
+        feasible = [r for r in rows if all(c <= 0 for c in obj.constraints(row_scores(r)))]
         best = min(feasible or rows, key=lambda r: r["values"][0])
         return {**best, "feasible": bool(feasible)}
     base_ms = study.user_attrs["base"]["latency_ms"]
     i = choose([(r["map50"], r["latency_ms"]) for r in rows], obj.target_latency_ms, None, base_ms)
     return rows[i] if i is not None else None
-
-
-def _scores(row: dict) -> Scores:
-    return Scores(row["map50"], row["map"], row["latency_ms"], row["gflops"] * 1e9, row["mparams"] * 1e6)
 
 
 def _row(name: str, s: dict, base: dict) -> dict:
@@ -65,15 +67,17 @@ def write_report(study: optuna.Study, ctx: SearchContext, log=print) -> dict:
     resolve_target(ctx, study)
     rows = trial_rows(study)
     base, uniform = study.user_attrs["base"], study.user_attrs.get("uniform", [])
-    best = choose_trial(study, ctx, rows)
-    result: dict = {"base": base, "uniform": uniform, "trials": len(rows), "objective": ctx.objective.to_dict()}
+    best = choose_trial(study, ctx, rows, log)
+    result: dict = {"base": base, "uniform": uniform, "trials": len(rows), "objective": ctx.objective.to_dict(),
+                    "rescored": study.user_attrs.get("rescored", {})}
     table = [_row("base", base, base)] + [_row(f"uniform {u['ratio']}", u, base) for u in uniform]
     if best is not None:
         cand = ctx.evaluator.evaluate(best["ratios"])
         measured = cand.measured_ms if cand.measured_ms is not None else \
             ctx.evaluator.measure(cand.model) if ctx.backend is not None else float("nan")
         chosen = {**cand.scores.__dict__, "latency_ms": measured, "predicted_ms": cand.predicted_ms,
-                  "trial": best["trial"], "ratios": best["ratios"], "widths": cand.widths}
+                  "trial": best["trial"], "ratios": best["ratios"], "widths": cand.widths,
+                  **({"rescored": best["rescored"]} if "rescored" in best else {})}
         feasible = best.get("feasible", True)
         model_path, plan_path = out / RESULT_FILES[feasible][0], out / RESULT_FILES[feasible][1]
         save_checkpoint(model_path, cand.model, metrics={"map50": chosen["map50"], "map": chosen["map"],
@@ -81,7 +85,8 @@ def write_report(study: optuna.Study, ctx: SearchContext, log=print) -> dict:
         cand.plan.info.update(source=cfg.checkpoint, trial=best["trial"], feasible=feasible)
         cand.plan.save(plan_path)
         result["chosen"] = {**chosen, "feasible": feasible}
-        table.append(_row(f"search (trial {best['trial']})" + ("" if feasible else ", limits missed"), chosen, base))
+        how = ", limits missed" if not feasible else ", rescored" if "rescored" in best else ""
+        table.append(_row(f"search (trial {best['trial']}{how})", chosen, base))
         if not feasible:
             log(f"warning: no trial met the hard limits (target latency, --max-gflops, --max-mparams); the closest "
                 f"plan is in {model_path.name} and {plan_path.name}, not pruned.pt. Run more trials, or loosen the "
