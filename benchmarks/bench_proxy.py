@@ -8,16 +8,16 @@ recovered mAP, and its cost per candidate.
 The base is bench_peers' dense base (the same WORK/<model>/base, trained once if absent: the demo's data and recipe).
 Plans, all pruned from it to at most the same share of its FLOPs (prune.ratio_for_flops), channels ranked by L1
 inside each group: uniform (one ratio everywhere), global (one threshold over every group), allocated
-(edgeprune.allocate: least importance per FLOP saved), searched (`edgeprune search` with the FLOPs objective, its
-chosen plan) and random (every group's kept share drawn from U(0.15, 1), the whole vector scaled until the budget
-is met).
+(edgeprune.allocate: least importance per FLOP saved), allocated-taylor (the same, channels ranked by Taylor
+importance), searched (`edgeprune search` with the FLOPs objective, its chosen plan) and random (every group's
+kept share drawn from U(0.15, 1), the whole vector scaled until the budget is met).
 
 Proxies, in order of cost (the teacher is the dense base; "held out" = validation images the mAP proxies never see):
   bn-map      mAP@0.5 on 32 validation images after BN recalibration on 4 training batches (today's search score)
   abn-map     the same after 16 batches: EagleEye's adaptive batch norm, which recalibrates longer
   kd-loss     the recalibrated copy's distillation loss against the teacher on the held-out images (lower = better)
-  ft-map      mAP@0.5 on the 32 images after a short KD fine-tune (--ft-iters iterations): NetAdapt's short-term
-              fine-tune
+  ft-map      mAP@0.5 on the 32 images after a short KD fine-tune (--ft-iters iterations) of bn-map's copy
+              (NetAdapt's short-term fine-tune)
   ft-kd-loss  the distillation loss on the held-out images after that fine-tune
   kept-l1     the share of the L1 importance the plan keeps (free)
 Recovery: 13 epochs of KD from the base (bench_peers' recipe); the uniform plan is recovered with two more seeds,
@@ -50,13 +50,13 @@ from edgeprune.distill import DetectionKD  # noqa: E402
 from edgeprune.evaluate import evaluate  # noqa: E402
 from edgeprune.files import write_json  # noqa: E402
 from edgeprune.graph import find_groups  # noqa: E402
-from edgeprune.importance import rankable, score_groups  # noqa: E402
+from edgeprune.importance import accumulate_gradients, rankable, score_groups  # noqa: E402
 from edgeprune.latency.layers import decompose  # noqa: E402
 from edgeprune.models import create_model, example_input  # noqa: E402
 from edgeprune.prune import (Plan, allowed_widths, nearest_width, plan_from_widths, plan_global,  # noqa: E402
                              pruned_model, ratio_for_flops)
 from edgeprune.search.candidate import recalibrate_bn  # noqa: E402
-from edgeprune.train import TrainConfig, Trainer  # noqa: E402
+from edgeprune.search.proxy import fine_tuned, kd_loss  # noqa: E402
 
 PROXIES = {"bn-map": 1, "abn-map": 1, "kd-loss": -1, "ft-map": 1, "ft-kd-loss": -1, "kept-l1": 1}  # sign: higher=better
 
@@ -111,13 +111,23 @@ class Plans:
         ranked = rankable(self.scores, "l1")
         return self.at_budget(lambda ratio: plan_global(self.groups, ranked, ratio))
 
-    def allocated(self):
+    def allocated(self, scores: dict | None = None, criterion: str = "l1"):
         shape = (1, 3, self.img, self.img)
-        umap, ranked = UnitMap.learn(self.base, self.groups, shape, self.example), rankable(self.scores, "l1")
+        scores = scores or self.scores
+        umap, ranked = UnitMap.learn(self.base, self.groups, shape, self.example), rankable(scores, criterion)
         macs = ConvMacs()
         full = macs.predict(decompose(self.base, shape))  # conv MACs only: the aim is bisected to the FLOPs budget
-        return self.at_budget(lambda ratio: plan_from_widths(self.groups, self.scores, allocate(
+        return self.at_budget(lambda ratio: plan_from_widths(self.groups, scores, allocate(
             self.groups, ranked, umap, macs, full * (1 - ratio), 8, 8).widths))
+
+    def allocated_taylor(self, train: list):
+        """`allocated` with the channels ranked by the Taylor estimate of the loss change (comparable across groups,
+        not rescaled per group as L1 is): what progressive pruning does with --importance taylor."""
+        accumulate_gradients(self.base, train, self.img)
+        try:
+            return self.allocated(score_groups(self.groups, "taylor"), "taylor")
+        finally:
+            self.base.zero_grad(set_to_none=True)
 
     def random(self, seed: int):
         rng = random.Random(seed)
@@ -158,28 +168,19 @@ class Proxies:
         t0 = time.perf_counter()  # on bn-map's copy, its recalibration counted in the cost
         out["kd-loss"] = self.kd_loss(recalibrated["bn-map"][0])
         cost["kd-loss"] = recalibrated["bn-map"][1] + time.perf_counter() - t0
-        t0 = time.perf_counter()
-        tuned = self.fine_tune(copy.deepcopy(model), run)
-        tuning, t0 = time.perf_counter() - t0, time.perf_counter()
+        t0 = time.perf_counter()  # from bn-map's copy: BN momentum 0.03 leaves half the dense statistics after 24 its
+        tuned = self.fine_tune(copy.deepcopy(recalibrated["bn-map"][0]), run)
+        tuning, t0 = recalibrated["bn-map"][1] + time.perf_counter() - t0, time.perf_counter()
         out["ft-map"], cost["ft-map"] = evaluate(tuned, self.val)["map50"], tuning + time.perf_counter() - t0
         t0 = time.perf_counter()
         out["ft-kd-loss"], cost["ft-kd-loss"] = self.kd_loss(tuned), tuning + time.perf_counter() - t0
         return {"proxies": out, "seconds": cost}
 
-    @torch.no_grad()
     def kd_loss(self, model) -> float:
-        """Mean DetectionKD loss over the held-out images: no labels needed, the teacher is the reference."""
-        student, teacher = model.eval(), copy.deepcopy(self.teacher).eval()
-        student.head.train(), teacher.head.train()  # raw maps, batch norms frozen (as in training)
-        total = [float(self.kd(student(x), teacher(x))[0]) * len(x) for x, _, _ in self.held_out]
-        student.head.eval()
-        return sum(total) / len(self.held_out.dataset)
+        return kd_loss(model, self.teacher, self.held_out, self.kd)
 
     def fine_tune(self, model, run: Path):
-        cfg = TrainConfig(epochs=1, batch_size=16, img_size=self.bench.img, lr0=0.002, warmup_epochs=0.0, ema=False,
-                          eval_every=1)
-        Trainer(model.train(), self.ft_images, [], cfg, run, progress=False, teacher=self.teacher).fit()
-        return model.eval()
+        return fine_tuned(model, self.teacher, self.ft_images, self.bench.img, run)
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -200,7 +201,8 @@ def spearman(x: list[float], y: list[float]) -> float:
 
 def plan_makers(plans: Plans, bench: Bench, n_random: int, trials: int) -> dict:
     makers = {"uniform": plans.uniform, "global": plans.global_, "allocated": plans.allocated,
-              "searched": lambda: plans.searched(bench, trials)}
+              "searched": lambda: plans.searched(bench, trials),
+              "allocated-taylor": lambda: plans.allocated_taylor(bench.spec.train)}
     makers.update({f"random{i}": (lambda i=i: plans.random(i)) for i in range(n_random)})
     return makers
 

@@ -36,7 +36,7 @@ def _spread(line: dict) -> float:
 
 
 def verdict(table: list[dict], target: float, tol: float = 0.03) -> dict:
-    """Where edgeprune's best path ((e) search or (h) progressive) stands among the rows that meet the target
+    """Where edgeprune's best path ((e), (g) search or (h) progressive) stands among the rows that meet the target
     (measured latency ≤ target + tol): the best other method by mAP@0.5:0.95, the difference in points, and whether
     it exceeds the two rows' seed spreads. A row faster than target − tol meets it (a user would deploy it) but is
     named as outside the matching window: it bought speed nobody asked for, and may have paid accuracy for it."""
@@ -44,12 +44,12 @@ def verdict(table: list[dict], target: float, tol: float = 0.03) -> dict:
     meets = [x for x in timed if x["latency_ms"] <= (1 + tol) * target]
     missed = [f"{x['method']} ({x['vs target']})" for x in timed if x not in meets]
     fast = [f"{x['method']} ({x['vs target']})" for x in meets if x["latency_ms"] < (1 - tol) * target]
-    mine = [x for x in meets if x["method"].startswith(("(e)", "(h)"))]
+    mine = [x for x in meets if x["method"].startswith(("(e)", "(g)", "(h)"))]
     ours = max(mine, key=lambda x: x["mAP50-95"]) if mine else None
-    others = [x for x in meets if not x["method"].startswith(("(e)", "(f)", "(h)"))]
+    others = [x for x in meets if not x["method"].startswith(("(e)", "(f)", "(g)", "(h)"))]
     out = {"meets_target": [x["method"] for x in meets], "missed_target": missed, "outside_window": fast}
     if not others or ours is None:
-        out["text"] = ("edgeprune (e) and (h) missed the target" if ours is None
+        out["text"] = ("edgeprune (e), (g) and (h) missed the target" if ours is None
                        else "no other method met the target") + (f"; missed: {', '.join(missed)}" if missed else "")
         return out
     best = max(others, key=lambda x: x["mAP50-95"])
