@@ -9,6 +9,10 @@ The calibrator is IInt8EntropyCalibrator2 with a cache file: when the cache exis
 it and no image is touched. On TensorRT ≥ 8.5 it is Polygraphy's `Calibrator` (it owns the device buffers through
 its own libcudart binding); on 8.2 (a TX2, where PyPI's Polygraphy does not run) it is the small class below, with
 device memory from pycuda or cuda-python.
+
+`write_random_npy` writes random calibration data (an engine built for timing only) straight into a memory-mapped
+.npy file, a chunk at a time, after checking its size against a limit: a request for a huge input shape is
+refused before any memory is taken.
 """
 
 import os
@@ -68,6 +72,25 @@ def list_images(folder):
     if not names:
         raise ValueError("no images ({}) in calibration folder {}".format(", ".join(IMAGE_SUFFIXES), folder))
     return [os.path.join(str(folder), n) for n in names]
+
+
+def write_random_npy(path, shape, max_bytes=None, seed=0):
+    """A float32 .npy file of `shape` ([M, C, H, W]) with values uniform in [0, 1), written through a memory map
+    (never more than a chunk in memory); ValueError when it would exceed `max_bytes`. Returns `path`."""
+    import numpy as np
+
+    from .stats import check_bytes, fill_random, nbytes
+
+    shape = tuple(int(d) for d in shape)
+    check_bytes("random INT8 calibration data of shape {}".format(list(shape)), nbytes(shape, 4), max_bytes,
+                "max_bytes")
+    array = np.lib.format.open_memmap(str(path), mode="w+", dtype=np.float32, shape=shape)
+    try:
+        fill_random(array, seed)
+        array.flush()
+    finally:
+        del array
+    return path
 
 
 class CalibrationData(object):
@@ -188,8 +211,9 @@ def use_polygraphy_calibrator(version):
 
     if parse_version(version)[:2] < (8, 5):
         return False
+    import importlib
     try:
-        import polygraphy.backend.trt  # noqa: F401
+        importlib.import_module("polygraphy.backend.trt")
     except ImportError:
         return False
     return True

@@ -1,14 +1,21 @@
 """Run and time an ONNX model with onnxruntime on the CPU (the embedded default latency backend).
 
 Timing protocol: a fixed intra-op thread count (stated in the result), sequential execution, `warmup` untimed runs,
-then `runs` timed runs of the same input, each timed with `time.perf_counter` around `session.run`.
+then `runs` timed runs of the same input, each timed with `time.perf_counter` around `session.run`. `stop` (a
+callable returning None or a reason) is asked between runs, outside the timed region; its reason ends the timing
+with `TimingStopped`. Random inputs are drawn in each input's own dtype, and `max_input_bytes` refuses input shapes
+whose arrays would be larger, before anything is allocated.
 """
 
 import platform
 import time
 
 from .machine import usable_cores
-from .stats import LatencyStats
+from .stats import LatencyStats, check_bytes, check_stop, nbytes, random_array
+
+ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+             "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+             "tensor(bool)": "bool"}
 
 
 def cpu_name():
@@ -62,34 +69,36 @@ class OnnxRuntimeRunner(object):
             shapes[inp.name] = tuple(dims)
         return shapes
 
-    def random_feed(self, shape=None, seed=0):
+    def random_feed(self, shape=None, seed=0, max_input_bytes=None):
+        """{input name: random array} in each input's dtype; ValueError when they would exceed max_input_bytes."""
         import numpy as np
 
-        rng = np.random.RandomState(seed)
-        types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
-                 "tensor(int32)": np.int32, "tensor(uint8)": np.uint8}
-        feed = {}
-        for inp in self.session.get_inputs():
-            dims = self.input_shapes(shape)[inp.name]
-            feed[inp.name] = rng.random_sample(dims).astype(types.get(inp.type, np.float32))
-        return feed
+        shapes = self.input_shapes(shape)
+        inputs = self.session.get_inputs()
+        dtypes = dict((i.name, np.dtype(ORT_TYPES.get(i.type, "float32"))) for i in inputs)
+        total = sum(nbytes(shapes[i.name], dtypes[i.name].itemsize) for i in inputs)
+        check_bytes("the random inputs {}".format(dict((k, list(v)) for k, v in shapes.items())), total,
+                    max_input_bytes, "max_input_bytes")
+        return dict((i.name, random_array(shapes[i.name], dtypes[i.name], seed + k)) for k, i in enumerate(inputs))
 
     def infer(self, feed):
         return self.session.run(None, feed)
 
-    def time(self, shape=None, warmup=10, runs=50, seed=0, min_warmup_s=0.5):
+    def time(self, shape=None, warmup=10, runs=50, seed=0, min_warmup_s=0.5, stop=None, max_input_bytes=None):
         """Median/p90/p99 over `runs` timed inferences after at least `warmup` untimed ones and `min_warmup_s`.
 
         The time floor matters for small models: the first session of a process needs a few hundred milliseconds
         (thread pool start, page faults, CPU clocks ramping up) before its timings settle, far more than 10 runs.
         """
-        feed = self.random_feed(shape, seed)
+        feed = self.random_feed(shape, seed, max_input_bytes)
         start, done = time.perf_counter(), 0
         while done < warmup or time.perf_counter() - start < min_warmup_s:
+            check_stop(stop)
             self.session.run(None, feed)
             done += 1
         samples = []
         for _ in range(runs):
+            check_stop(stop)
             t0 = time.perf_counter()
             self.session.run(None, feed)
             samples.append((time.perf_counter() - t0) * 1000.0)
@@ -104,6 +113,7 @@ class OnnxRuntimeRunner(object):
         return LatencyStats.from_samples(samples, warmup=done, info=info)
 
 
-def time_onnx(model, shape=None, warmup=10, runs=50, threads=None):
+def time_onnx(model, shape=None, warmup=10, runs=50, threads=None, stop=None, max_input_bytes=None):
     """Convenience: load `model` (path or bytes) and time it; returns LatencyStats."""
-    return OnnxRuntimeRunner(model, threads=threads).time(shape=shape, warmup=warmup, runs=runs)
+    return OnnxRuntimeRunner(model, threads=threads).time(shape=shape, warmup=warmup, runs=runs, stop=stop,
+                                                          max_input_bytes=max_input_bytes)

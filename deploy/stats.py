@@ -1,7 +1,12 @@
-"""One latency-statistics type for every runner (onnxruntime, TensorRT, trtexec, a remote board).
+"""One latency-statistics type for every runner (onnxruntime, TensorRT, trtexec, a remote board), and what every
+runner shares: the stop check between runs and random inputs that cost no more memory than the input itself.
 
 Times are milliseconds. Percentiles use linear interpolation between closest ranks (numpy's default), so a median
 from here equals `numpy.median` of the same samples.
+
+A sample is the time of one *run* of the model at its input shape. `batch` says how many images one run holds
+when that is known (trtexec's implicit batch, `--batch=N`: every latency is per batch of N while trtexec's
+throughput counts images); `fps` is images per second when the batch is known, runs per second otherwise.
 """
 
 import math
@@ -21,13 +26,14 @@ class LatencyStats(object):
     """Summary of repeated timings of one model on one device.
 
     `samples_ms` keeps the raw timings when the runner had them (trtexec's text summary gives only the summary).
-    `info` records what measured it: runner, device, threads, precision, software versions.
+    `info` records what measured it: runner, device, threads, precision, software versions. `batch`: images per
+    run when known (None: one run at the model's input shape, whatever its first dimension).
     """
 
-    FIELDS = ("median_ms", "mean_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "runs", "warmup")
+    FIELDS = ("median_ms", "mean_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "runs", "warmup", "batch")
 
     def __init__(self, median_ms, mean_ms, p90_ms, p99_ms, min_ms, max_ms, std_ms, runs, warmup=0,
-                 samples_ms=None, info=None, layers=None):
+                 samples_ms=None, info=None, layers=None, batch=None):
         self.median_ms = float(median_ms)
         self.mean_ms = float(mean_ms)
         self.p90_ms = float(p90_ms)
@@ -37,12 +43,13 @@ class LatencyStats(object):
         self.std_ms = float(std_ms)
         self.runs = int(runs)
         self.warmup = int(warmup)
+        self.batch = int(batch) if batch else None
         self.samples_ms = list(samples_ms) if samples_ms is not None else None
         self.info = dict(info or {})
         self.layers = layers  # optional per-layer profile: list of {"name", "median_ms", "percentage", ...}
 
     @classmethod
-    def from_samples(cls, samples_ms, warmup=0, info=None):
+    def from_samples(cls, samples_ms, warmup=0, info=None, batch=None):
         if not samples_ms:
             raise ValueError("LatencyStats.from_samples needs at least one timing")
         s = sorted(float(x) for x in samples_ms)
@@ -50,7 +57,7 @@ class LatencyStats(object):
         mean = sum(s) / n
         std = math.sqrt(sum((x - mean) ** 2 for x in s) / n)
         return cls(_percentile(s, 50), mean, _percentile(s, 90), _percentile(s, 99), s[0], s[-1], std, n,
-                   warmup, samples_ms=list(samples_ms), info=info)
+                   warmup, samples_ms=list(samples_ms), info=info, batch=batch)
 
     @property
     def cv(self):
@@ -58,12 +65,30 @@ class LatencyStats(object):
         return self.std_ms / self.mean_ms if self.mean_ms > 0 else float("nan")
 
     @property
-    def fps(self):
+    def runs_per_s(self):
+        """Runs (batches) per second at the median latency."""
         return 1000.0 / self.median_ms if self.median_ms > 0 else float("inf")
+
+    @property
+    def images_per_s(self):
+        """Images per second at the median latency, or None when the batch is not known."""
+        return self.runs_per_s * self.batch if self.batch else None
+
+    @property
+    def fps(self):
+        """Images per second when the batch is known, else runs per second."""
+        return self.images_per_s if self.batch else self.runs_per_s
+
+    @property
+    def latency_unit(self):
+        return "ms per batch of {} images".format(self.batch) if self.batch else "ms per run"
 
     def to_dict(self, with_samples=False):
         d = dict((k, getattr(self, k)) for k in self.FIELDS)
         d["cv"] = self.cv
+        d["latency_unit"] = self.latency_unit
+        if self.batch:
+            d["images_per_s"] = self.images_per_s
         d["info"] = self.info
         if self.layers is not None:
             d["layers"] = self.layers
@@ -77,5 +102,60 @@ class LatencyStats(object):
         return cls(samples_ms=d.get("samples_ms"), info=d.get("info"), layers=d.get("layers"), **kwargs)
 
     def __repr__(self):
-        return "LatencyStats(median={:.3f} ms, p90={:.3f}, p99={:.3f}, runs={}, cv={:.1%})".format(
-            self.median_ms, self.p90_ms, self.p99_ms, self.runs, self.cv)
+        return "LatencyStats(median={:.3f} ms{}, p90={:.3f}, p99={:.3f}, runs={}, cv={:.1%})".format(
+            self.median_ms, " per batch of {}".format(self.batch) if self.batch else "", self.p90_ms, self.p99_ms,
+            self.runs, self.cv)
+
+
+# ---------------------------------------------------------------- shared by the runners
+
+class TimingStopped(RuntimeError):
+    """A timing loop was stopped between two runs (cancelled, or past its time limit); the message says why."""
+
+
+def check_stop(stop):
+    """Raise TimingStopped when `stop` (a callable returning None or the reason to stop) says so."""
+    if stop is not None:
+        reason = stop()
+        if reason:
+            raise TimingStopped(str(reason))
+
+
+def nbytes(shape, itemsize):
+    """Bytes of an array of `shape` (a list of positive ints) with items of `itemsize` bytes, without numpy."""
+    n = int(itemsize)
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def check_bytes(what, size, limit, option):
+    """ValueError naming `what` when `size` bytes exceed `limit` (None: no limit)."""
+    if limit is not None and size > limit:
+        raise ValueError("{} would take {:.1f} MB, over the limit of {:.1f} MB ({}): ask for a smaller input "
+                         "shape".format(what, size / 2.0 ** 20, limit / 2.0 ** 20, option))
+
+
+def fill_random(array, seed=0, chunk=1 << 20):
+    """Fill `array` in place: floats uniform in [0, 1), anything else zeros, `chunk` elements at a time.
+
+    numpy's RandomState draws float64 only (its dtype argument is newer than the numpy of JetPack 4.6), so a
+    whole-array draw would take twice the array's memory before the cast; chunks keep that to 8 MB."""
+    import numpy as np
+
+    flat = array.reshape(-1)  # a view: the arrays here are freshly allocated, hence contiguous
+    if array.dtype.kind != "f":
+        flat[...] = 0
+        return array
+    rng = np.random.RandomState(seed)
+    for start in range(0, flat.size, chunk):
+        end = min(start + chunk, flat.size)
+        flat[start:end] = rng.random_sample(end - start)
+    return array
+
+
+def random_array(shape, dtype, seed=0):
+    """A new array of `shape` in the model's own `dtype`, filled by `fill_random`."""
+    import numpy as np
+
+    return fill_random(np.empty(tuple(int(d) for d in shape), dtype=dtype), seed)

@@ -7,12 +7,15 @@ CUDA comes from pycuda (what a TX2 on JetPack 4.6 has) or cuda-python (Orin, Jet
 
 Timing protocol: inputs are copied to the GPU once; each run is one `execute` between two CUDA events on the
 same stream, synchronized before the next run, so a sample is the GPU time of one inference without transfers
-(trtexec's "GPU Compute Time"). `warmup` untimed runs come first.
+(trtexec's "GPU Compute Time"). `warmup` untimed runs come first. `stop` (a callable returning None or a reason) is
+asked between runs, outside the events; its reason ends the timing with `TimingStopped`. `max_io_bytes` refuses an
+input shape whose input and output buffers would be larger, before anything is allocated; random inputs are drawn
+in place, in each input's own dtype.
 """
 
 import os
 
-from .stats import LatencyStats
+from .stats import LatencyStats, check_bytes, check_stop, fill_random, nbytes
 from .trt_build import capture_logger, import_tensorrt, parse_version, read_sidecar
 
 
@@ -190,7 +193,7 @@ class EngineRunner(object):
     read from its `<engine>.json` sidecar). Use one runner from one thread; call `close()` (or use `with`).
     """
 
-    def __init__(self, engine_path, input_shape=None):
+    def __init__(self, engine_path, input_shape=None, max_io_bytes=None):
         import numpy as np
 
         self.np = np
@@ -198,6 +201,7 @@ class EngineRunner(object):
         self.version = parse_version(trt.__version__)
         self.api = execute_api(self.version)
         self.info = read_sidecar(engine_path)
+        self.max_io_bytes = max_io_bytes
         self.cuda = cuda_backend()
         try:
             self._load(engine_path)
@@ -244,6 +248,11 @@ class EngineRunner(object):
                 self._set_input_shape(t, shape)
         for t in self.tensors:
             t.shape = self._context_shape(t)
+        total = sum(nbytes(t.shape, self.np.dtype(t.dtype).itemsize) for t in self.tensors)
+        check_bytes("the engine's input and output buffers {}".format(dict((t.name, list(t.shape))
+                                                                           for t in self.tensors)),
+                    total, self.max_io_bytes, "max_io_bytes")
+        for t in self.tensors:
             t.host = self.np.zeros(t.shape, dtype=t.dtype)
             t.ptr = self.cuda.alloc(t.host.nbytes)
             if self.api == "v3":
@@ -294,18 +303,21 @@ class EngineRunner(object):
         return outputs
 
     def random_feed(self, seed=0):
-        rng = self.np.random.RandomState(seed)
-        return dict((t.name, rng.random_sample(t.shape).astype(t.dtype)) for t in self.tensors if t.is_input)
+        """{input name: random array}, drawn into the input buffers themselves (no second copy)."""
+        inputs = [t for t in self.tensors if t.is_input]
+        return dict((t.name, fill_random(t.host, seed + k)) for k, t in enumerate(inputs))
 
-    def time(self, warmup=10, runs=100, seed=0):
+    def time(self, warmup=10, runs=100, seed=0, stop=None):
         """LatencyStats of `runs` GPU-timed executions after `warmup` untimed ones (module docstring)."""
         self.infer(self.random_feed(seed))  # inputs now on the device
         for _ in range(warmup):
+            check_stop(stop)
             self._execute()
-        self.cuda.sync()
+            self.cuda.sync()
         start, end = self.cuda.event_pair()
         samples = []
         for _ in range(int(runs)):
+            check_stop(stop)
             self.cuda.record(start)
             self._execute()
             self.cuda.record(end)
@@ -339,12 +351,12 @@ class EngineRunner(object):
         self.close()
 
 
-def time_engine(engine_path, warmup=10, runs=100, input_shape=None):
+def time_engine(engine_path, warmup=10, runs=100, input_shape=None, stop=None, max_io_bytes=None):
     """Load `engine_path`, time it (see the module docstring) and return LatencyStats."""
     if not os.path.isfile(str(engine_path)):
         raise ValueError("{} does not exist: build an engine first (deploy.trt_build.build_engine)"
                          .format(engine_path))
-    with EngineRunner(engine_path, input_shape=input_shape) as runner:
-        stats = runner.time(warmup=warmup, runs=runs)
+    with EngineRunner(engine_path, input_shape=input_shape, max_io_bytes=max_io_bytes) as runner:
+        stats = runner.time(warmup=warmup, runs=runs, stop=stop)
     stats.info["engine"] = os.path.basename(str(engine_path))
     return stats

@@ -9,6 +9,15 @@ Every `percentile(P%)` item is read, so other `--percentile` choices parse too. 
 is NaN (p90 and std from an 8.2 summary), never a guess. A statistic is accepted only from a complete
 `key = value ms` item, so a line cut mid-number is rejected, and the log must end with `&&&& PASSED`.
 
+Implicit batch (`--batch=N`: TensorRT ≤ 8.x engines of UFF/Caffe models and old implicit-batch plans): one query is
+one batch of N images, every latency is per batch, but trtexec counts images elsewhere: `Throughput` is
+`N × queries / walltime` (images/s) and `Timing trace has M queries` / `Warmup completed W queries` print
+M and W multiplied by N (TensorRT 8.2's samples/common/sampleReporting.cpp, printEpilog and printPerformanceReport).
+The batch is read from the `Batch: N` line of the inference options (`Batch: Explicit` otherwise;
+samples/common/sampleOptions.cpp) or from `--batch=N` in the command line that the `&&&&` lines echo. The
+statistics then carry `batch=N`, runs count batches, and the info says which figure is per image and which per
+batch (`throughput_unit`, `latency_unit`).
+
 `--exportTimes` records (one per query): `startEnqMs endEnqMs startH2dMs … startComputeMs endComputeMs …
 h2dMs computeMs d2hMs latencyMs`, plus `endToEndMs` up to 8.2. Up to 8.4 the file also holds the warm-up queries
 (8.5 on leaves them out); trtexec itself counts a query as warm-up when its compute started before the warm-up
@@ -29,6 +38,7 @@ from .trt_build import EngineBuildError, version_from_tag
 NAN = float("nan")
 _STATUS = re.compile(r"^&&&& (RUNNING|PASSED|FAILED) TensorRT\.trtexec \[TensorRT v(\d+)\](?: \[b\d+\])? # (.*)$")
 _PREFIX = re.compile(r"^(?:\[[^\]]*\] )?\[([IWEVF])\] ?")  # [timestamp] [I] message
+_BATCH_ARG = re.compile(r"(?:^|\s)--batch[= ](\d+)(?:\s|$)")
 _ITEM = re.compile(r"^\s*(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\))\s*=\s*"
                    r"([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*ms\s*$")
 METRICS = {  # our key → the summary line's label
@@ -62,6 +72,23 @@ class TrtexecLog(object):
         self.total_gpu_s = self.total_host_s = None
         self.device = None
         self.has_summary = False
+        self.batch_line = None  # the `Batch:` line of the inference options: an int, "Explicit", or None
+        self.batch = None  # images per query with an implicit batch (--batch=N), None for an explicit batch
+
+
+def command_batch(command):
+    """N from `--batch=N` in a trtexec command line, else None."""
+    m = _BATCH_ARG.search(command or "")
+    return int(m.group(1)) if m else None
+
+
+def _implicit_batch(log):
+    """The batch trtexec ran: its `Batch: N` line, else `--batch=N` in the echoed command; None when explicit."""
+    if isinstance(log.batch_line, int):
+        return log.batch_line
+    if log.batch_line == "Explicit":
+        return None
+    return command_batch(log.command)
 
 
 def _read_text(source):
@@ -105,6 +132,9 @@ def _info_line(log, msg):
         log.has_summary = True
     elif log.has_summary:
         _summary_line(log, msg)
+    m = re.match(r"^Batch: (\d+|Explicit)$", msg)
+    if m and not log.has_summary:
+        log.batch_line = int(m.group(1)) if m.group(1).isdigit() else m.group(1)
     m = re.match(r"^Timing trace has (\d+) queries", msg)
     if m:
         log.runs = int(m.group(1))
@@ -140,6 +170,7 @@ def parse_log(source, name="trtexec output"):
             log.warnings.append("[W] " + msg)
         elif level == "I":
             _info_line(log, msg)
+    log.batch = _implicit_batch(log)
     if not seen and not log.has_summary:
         raise ValueError("{} is not a trtexec log: it has no '&&&& RUNNING/PASSED/FAILED TensorRT.trtexec' line "
                          "and no '=== Performance summary ==='".format(name))
@@ -167,14 +198,30 @@ def summary_stats(source, metric="gpu_compute", name="trtexec output"):
             "device": log.device, "throughput_qps": log.throughput_qps, "runs_estimated": estimated,
             "percentiles": dict(("{:g}".format(q), v) for q, v in sorted(pct.items())),
             "summary": log.summary}
+    info.update(batch_labels(log))
+    warmup = (log.warmup_queries or 0) // (log.batch or 1)
     return LatencyStats(s["median"], s["mean"], pct.get(90.0, NAN), pct.get(99.0, NAN), s["min"], s["max"], NAN,
-                        runs, warmup=log.warmup_queries or 0, info=info)
+                        runs, warmup=warmup, info=info, batch=log.batch)
+
+
+def batch_labels(log):
+    """What trtexec's figures count: per image or per batch (implicit batch), or per query (explicit)."""
+    if log.batch:
+        return {"batch": log.batch, "implicit_batch": True,
+                "throughput_unit": "images/s (trtexec counts the {} images of each batch)".format(log.batch),
+                "throughput_batches_per_s": log.throughput_qps / log.batch if log.throughput_qps else None,
+                "latency_unit": "ms per batch of {} images".format(log.batch),
+                "queries_unit": "images (Timing trace / Warmup counts are divided by the batch for runs)"}
+    return {"batch": None, "implicit_batch": False,
+            "throughput_unit": "queries/s (one query = one run at the engine's input shape)",
+            "latency_unit": "ms per query"}
 
 
 def _runs(log):
-    """Timed queries: from 'Timing trace has N queries', else Total GPU Compute Time / mean (flagged)."""
+    """Timed runs: from 'Timing trace has N queries' (images with an implicit batch: divided by it), else
+    Total GPU Compute Time / mean (flagged)."""
     if log.runs is not None:
-        return log.runs, False
+        return log.runs // (log.batch or 1), False
     gpu = log.summary.get("gpu_compute")
     if log.total_gpu_s and gpu and gpu["mean"] > 0:
         return int(round(log.total_gpu_s * 1000.0 / gpu["mean"])), True

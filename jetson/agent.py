@@ -1,29 +1,26 @@
 """The profiling agent: an HTTP JSON service that times ONNX models on this board for the host's pruning search.
 
-    GET  /v1/device         board facts, available backends, agent version and limits
-    POST /v1/profile        JSON {"onnx": "<base64 model>", "name": "...", "options": {...}}  → 202 {"job": id}
-    GET  /v1/jobs/<id>      status queued | running | done | failed, with the result or the error
-    GET  /v1/jobs           every job the agent remembers (id, status)
+    GET    /v1/device         board facts, available backends, agent version and limits
+    POST   /v1/profile        JSON {"onnx": "<base64 model>", "name": "...", "options": {...}}  → 202 {"job": id}
+    GET    /v1/jobs/<id>      status queued | running | done | failed | cancelled, with the result or the error
+    DELETE /v1/jobs/<id>      cancel a queued job, stop a running one at its next check between runs
+    GET    /v1/jobs           every job the agent remembers (id, status)
 
-Errors are `{"error": "...", "field": name or null}` with a 4xx status (5xx only for a bug); the agent keeps
-serving after any of them. Models are checked when submitted, so a file that is not ONNX gets 400, not a failed
-job. Measurements run one at a time on one worker thread; requests are answered meanwhile. docs/jetson.md has the
-whole protocol with examples.
+Errors are `{"error": "...", "field": name or null}` with a 4xx status (503 when busy, with `Retry-After`; 500
+only for a bug); the agent keeps serving after any of them. Models are checked when submitted, so a file that is
+not ONNX gets 400, not a failed job. Measurements run one at a time on one worker thread; requests are answered
+meanwhile. How uploads are taken in: jetson/intake.py; memory limits: jetson/limits.py; the worker, time limits
+and cancellation: jetson/worker.py. docs/jetson.md has the whole protocol with examples.
 
 Run it from the repository root (not installed: NVIDIA's jetson-inference owns `import jetson`):
 
     python3 -m jetson.agent --host 0.0.0.0 --port 8765 --state-dir ~/.edgeprune-agent   # token from the env
 """
 
-import argparse
-import base64
-import binascii
 import hmac
-import ipaddress
 import json
 import logging
-import os
-import signal
+import re
 import socket
 import socketserver
 import sys
@@ -33,118 +30,38 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import urlsplit
 
 from . import __version__, board
-from .jobs import MeasureEnv, OptionError, Worker, backends, parse_options
-from .store import JobStore
+from .checks import check_onnx, decode_model, protobuf_fields  # noqa: F401 (protobuf_fields: re-exported)
+from .intake import (ApiError, ByteBudget, ClientGone, ConnectionGuard, client_gone, read_body,
+                     refuse_connection, RETRY_AFTER_S)
+from .options import OptionError, parse_options
+from .store import FINISHED
+from .worker import QueueFull
 
+__all__ = ["AgentHandler", "AgentServer", "check_onnx", "main", "parse_json_body", "protobuf_fields", "serve"]
 log = logging.getLogger("edgeprune.agent")
-TOKEN_ENV = "EDGEPRUNE_AGENT_TOKEN"
 BODY_KEYS = ("onnx", "name", "options")
+ANSWER_S = 30.0  # seconds a client may take to read an answer
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() accepts '²', which int() refuses
 
 
-class ApiError(Exception):
-    def __init__(self, status, message, field=None):
-        Exception.__init__(self, message)
-        self.status, self.message, self.field = status, message, field
-
-
-def decode_model(value):
-    if not isinstance(value, str) or not value:
-        raise OptionError("onnx must be the model file as base64 text", "onnx")
+def parse_json_body(body):
     try:
-        return base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError) as e:
-        raise OptionError("onnx is not valid base64 ({})".format(e), "onnx")
-
-
-def _varint(data, i):
-    value, shift = 0, 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        b = data[i]
-        value |= (b & 0x7F) << shift
-        i, shift = i + 1, shift + 7
-        if not b & 0x80:
-            return value, i
-
-
-def protobuf_fields(data):
-    """Top-level field numbers of a protobuf message; ValueError when the bytes are not one (or are cut short)."""
-    i, fields = 0, set()
-    while i < len(data):
-        key, i = _varint(data, i)
-        field, wire = key >> 3, key & 7
-        if field == 0 or wire not in (0, 1, 2, 5):
-            raise ValueError("not a protobuf message (field {}, wire type {})".format(field, wire))
-        if wire == 0:
-            _, i = _varint(data, i)
-        elif wire == 2:
-            length, i = _varint(data, i)
-            i += length
-        else:
-            i += 8 if wire == 1 else 4
-        if i > len(data):
-            raise ValueError("cut short inside field {}".format(field))
-        fields.add(field)
-    return fields
-
-
-def _check_without_onnx(data):
-    """Where the onnx package is missing (TensorRT-only boards): the bytes must be a whole ModelProto with
-    ir_version (1), graph (7) and opset_import (8)."""
-    try:
-        missing = {1, 7, 8} - protobuf_fields(data)
-    except ValueError as e:
-        raise OptionError("the model is not a readable ONNX file ({}); is it truncated?".format(e), "onnx")
-    if missing:
-        raise OptionError("the model lacks ModelProto fields {} (graph, opset): is it truncated?"
-                          .format(sorted(missing)), "onnx")
-
-
-def _check_shape(model, shape):
-    init = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in init]
-    if not inputs:
-        return
-    dims = [d.dim_value if d.dim_value > 0 else None for d in inputs[0].type.tensor_type.shape.dim]
-    shown = [d if d else "?" for d in dims]
-    if shape is None:
-        if None in dims:
-            raise OptionError("input {!r} has dynamic shape {}: pass input_shape such as [1, 3, 640, 640]"
-                              .format(inputs[0].name, shown), "input_shape")
-        return
-    if len(shape) != len(dims) or any(d and d != s for d, s in zip(dims, shape)):
-        raise OptionError("input_shape {} does not fit the model's input {!r} {}".format(shape, inputs[0].name,
-                                                                                       shown), "input_shape")
-
-
-def check_onnx(data, options):
-    """Reject at submission what cannot run: bytes that are not ONNX, a truncated file, weights kept in a separate
-    file, an input shape that does not fit the model."""
-    try:
-        import onnx
-    except ImportError:
-        return _check_without_onnx(data)
-    from deploy.onnx_info import load
-    try:
-        model = load(data)
-    except ValueError as e:
-        raise OptionError(str(e), "onnx")
-    if not model.graph.node or not model.graph.output or not model.opset_import:
-        raise OptionError("the model has no nodes, outputs or opset: is the file truncated?", "onnx")
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise OptionError("the model keeps its weights in a separate .data file: export it as one file "
-                          "(torch.onnx.export(..., external_data=False) or `edgeprune export`)", "onnx")
-    try:
-        onnx.checker.check_model(model)
-    except Exception as e:  # onnx.checker.ValidationError, and protobuf errors on odd graphs
-        raise OptionError("the model fails onnx.checker: {}".format(str(e).strip().splitlines()[0]), "onnx")
-    _check_shape(model, options["input_shape"])
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ApiError(400, "request body is not JSON: {}".format(e))
+    except RecursionError:
+        raise ApiError(400, "request body is JSON nested too deeply")
+    if not isinstance(doc, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return doc
 
 
 class AgentHandler(BaseHTTPRequestHandler):
     server_version = "edgeprune-agent/" + __version__
-    timeout = 120  # seconds a client may stall mid-request before its connection is dropped
+
+    def setup(self):
+        self.timeout = self.server.intake.body_idle_s  # the socket timeout: the longest wait for one byte
+        BaseHTTPRequestHandler.setup(self)
 
     def log_message(self, fmt, *args):
         log.debug("%s %s", self.address_string(), fmt % args)
@@ -155,23 +72,38 @@ class AgentHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._handle(self._post)
 
+    def do_DELETE(self):
+        self._handle(self._delete)
+
     def _handle(self, route):
-        self._body_read = self.command != "POST"
+        self._body_read, self._created, headers = self.command != "POST", None, {}
+        self.server.guard.deadline(self.connection, None)
         try:
             self._check_token()
             status, body = route(urlsplit(self.path).path.rstrip("/"))
+        except ClientGone:
+            self.close_connection = True
+            return
         except ApiError as e:
             status, body = e.status, {"error": e.message, "field": e.field}
+            if e.retry_after:
+                headers["Retry-After"] = str(int(e.retry_after))
         except OptionError as e:
             status, body = 400, {"error": str(e), "field": e.field}
         except Exception as e:
             log.exception("request %s %s", self.command, self.path)
             status, body = 500, {"error": "internal error in the agent: {}: {}".format(type(e).__name__, e),
                                  "field": None}
+        self._answer(status, body, headers)
+
+    def _answer(self, status, body, headers):
+        self.server.guard.deadline(self.connection, ANSWER_S)
         try:
-            self._send(status, body)
+            self._send(status, body, headers)
         except OSError:  # the client went away before the answer: nothing to tell it
             self.close_connection = True
+            if self._created:
+                self.server.worker.cancel(self._created, "the client disconnected before it got the job id")
             return
         if not self._body_read:
             self._discard_unread_body()
@@ -187,51 +119,75 @@ class AgentHandler(BaseHTTPRequestHandler):
             raise ApiError(401, "missing or wrong token: send X-Edgeprune-Token or Authorization: Bearer",
                            "X-Edgeprune-Token")
 
+    def _job_id(self, path):
+        job_id = path[len("/v1/jobs/"):]
+        job = self.server.store.get(job_id)
+        if job is None:
+            raise ApiError(404, "unknown job id {!r}".format(job_id), "id")
+        return job_id, job
+
     def _get(self, path):
         if path == "/v1/device":
             return 200, self.server.device_info()
         if path == "/v1/jobs":
             return 200, {"jobs": self.server.store.summaries()}
         if path.startswith("/v1/jobs/"):
-            job = self.server.store.get(path[len("/v1/jobs/"):])
-            if job is None:
-                raise ApiError(404, "unknown job id {!r}".format(path[len("/v1/jobs/"):]), "id")
-            return 200, job
+            return 200, self._job_id(path)[1]
         raise ApiError(404, "no endpoint {} (see docs/jetson.md)".format(path))
+
+    def _delete(self, path):
+        if not path.startswith("/v1/jobs/"):
+            raise ApiError(404, "no endpoint DELETE {} (see docs/jetson.md)".format(path))
+        job_id, _job = self._job_id(path)
+        outcome = self.server.worker.cancel(job_id, "cancelled by DELETE /v1/jobs/{} from {}".format(
+            job_id, self.client_address[0]))
+        if outcome == "cancelled":
+            return 200, {"job": job_id, "status": "cancelled"}
+        if outcome == "cancelling":
+            return 202, {"job": job_id, "status": "running", "cancel": "requested: the job stops at its next "
+                                                                       "check between two runs"}
+        status = self.server.store.get(job_id)["status"]
+        if status in FINISHED:
+            raise ApiError(409, "job {} is already {}: nothing to cancel".format(job_id, status), "id")
+        raise ApiError(409, "job {} is being queued: retry the DELETE".format(job_id), "id", RETRY_AFTER_S)
 
     def _post(self, path):
         if path != "/v1/profile":
             raise ApiError(404, "no endpoint POST {} (see docs/jetson.md)".format(path))
-        with self.server.upload_slots:  # a few uploads at once: a TX2 has 8 GB for all of them and the timing
-            return self._submit()
+        server = self.server
+        if server.worker.pending() >= server.worker.max_queued:  # before the upload: the client keeps its bytes
+            raise ApiError(429, "{} jobs are waiting (this agent's --max-queued): retry later".format(
+                server.worker.pending()), None, RETRY_AFTER_S)
+        length = self._content_length()
+        server.guard.deadline(self.connection, server.intake.body_deadline_s(length) + 1.0)
+        body, held = read_body(self.rfile, length, server.budget, server.intake)
+        self._body_read = True
+        server.guard.deadline(self.connection, None)
+        try:
+            if not server.upload_slots.acquire(timeout=server.intake.upload_wait_s):
+                raise ApiError(503, "the agent is checking other uploads: retry in {} s".format(RETRY_AFTER_S),
+                               None, RETRY_AFTER_S)
+            try:
+                doc = parse_json_body(body)
+                body.clear()  # the body's bytes are the document's size again: free them now
+                server.budget.give(held)
+                held = 0
+                return self._submit(doc)
+            finally:
+                server.upload_slots.release()
+        finally:
+            server.budget.give(held)
 
-    def _submit(self):
-        doc = self._read_json()
-        unknown = sorted(set(doc) - set(BODY_KEYS))
-        if unknown:
-            raise ApiError(400, "unknown body field {!r} (known: {})".format(unknown[0], ", ".join(BODY_KEYS)),
-                           unknown[0])
-        options = parse_options(doc.get("options") or {})
-        name = doc.get("name") if isinstance(doc.get("name"), str) else None
-        backend = self.server.backends[options["backend"]]
-        if not backend["available"]:
-            raise ApiError(400, "backend {} is not available on this board: {}".format(
-                options["backend"], backend["reason"]), "backend")
-        model = decode_model(doc.pop("onnx", None))  # drop the base64 text early: it is the model's size again
-        check_onnx(model, options)
-        record = self.server.store.create(model, options, name=name)
-        position = self.server.worker.submit(record["id"])
-        return 202, {"job": record["id"], "status": "queued", "position": position,
-                     "url": "/v1/jobs/" + record["id"]}
-
-    def _read_json(self):
-        raw = self.headers.get("Content-Length")
-        if raw is None:
+    def _content_length(self):
+        raw = self.headers.get_all("Content-Length") or []
+        if self.headers.get("Transfer-Encoding"):
+            raise ApiError(411 if not raw else 400, "send the body with a Content-Length, not a Transfer-Encoding",
+                           "Content-Length")
+        if not raw:
             raise ApiError(411, "Content-Length is required", "Content-Length")
-        length = int(raw) if raw.strip().isdigit() else -1
-        if length < 0:
-            raise ApiError(400, "bad Content-Length {!r}".format(raw), "Content-Length")
-        limit = self.server.max_body_bytes
+        if len(set(v.strip() for v in raw)) > 1 or not _DIGITS.fullmatch(raw[0].strip()):
+            raise ApiError(400, "bad Content-Length {!r}".format(", ".join(raw)), "Content-Length")
+        length, limit = int(raw[0].strip()), self.server.intake.max_body_bytes
         if length > limit:
             raise ApiError(413, "request body of {:.1f} MB is over this agent's limit of {:.0f} MB "
                                 "(--max-body-mb)".format(length / 2.0 ** 20, limit / 2.0 ** 20), "onnx")
@@ -239,23 +195,45 @@ class AgentHandler(BaseHTTPRequestHandler):
         if ctype != "application/json":
             raise ApiError(415, "send Content-Type: application/json with the model as base64 in 'onnx'",
                            "Content-Type")
-        body = self.rfile.read(length)
-        self._body_read = True
-        if len(body) < length:
-            raise ApiError(400, "request body ended after {} of {} bytes".format(len(body), length))
-        try:
-            doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            raise ApiError(400, "request body is not JSON: {}".format(e))
-        if not isinstance(doc, dict):
-            raise ApiError(400, "request body must be a JSON object")
-        return doc
+        return length
 
-    def _send(self, status, body):
+    def _submit(self, doc):
+        unknown = sorted(set(doc) - set(BODY_KEYS))
+        if unknown:
+            raise ApiError(400, "unknown body field {!r} (known: {})".format(unknown[0], ", ".join(BODY_KEYS)),
+                           unknown[0])
+        server = self.server
+        options = parse_options(doc.get("options") or {}, server.limits)
+        name = doc.get("name") if isinstance(doc.get("name"), str) else None
+        backend = server.backends[options["backend"]]
+        if not backend["available"]:
+            raise ApiError(400, "backend {} is not available on this board: {}".format(
+                options["backend"], backend["reason"]), "backend")
+        model = decode_model(doc.pop("onnx", None))  # drop the base64 text early: it is the model's size again
+        check_onnx(model, options, server.limits)
+        if client_gone(self.connection):  # it gave up while we read and checked: no job for nobody
+            raise ClientGone()
+        try:
+            server.worker.reserve()
+        except QueueFull as e:
+            raise ApiError(429, str(e), None, RETRY_AFTER_S)
+        try:
+            record = server.store.create(model, options, name=name)
+        except BaseException:
+            server.worker.unreserve()
+            raise
+        position = server.worker.submit(record["id"])
+        self._created = record["id"]
+        return 202, {"job": record["id"], "status": "queued", "position": position,
+                     "url": "/v1/jobs/" + record["id"]}
+
+    def _send(self, status, body, headers=None):
         data = (json.dumps(body, default=str) + "\n").encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for key, value in sorted((headers or {}).items()):
+            self.send_header(key, value)
         if status == 401:
             self.send_header("WWW-Authenticate", "Bearer")
         self.end_headers()
@@ -282,17 +260,31 @@ class _ThreadingHTTPServer(socketserver.ThreadingMixIn, HTTPServer):
 
 
 class AgentServer(_ThreadingHTTPServer):
-    def __init__(self, address, store, worker, token, require_token, max_body_mb, board_root, static_facts,
-                 trtexec):
+    """The HTTP server: the store, the worker, the token, the limits, and the guard on connections."""
+
+    def __init__(self, address, store, worker, token, require_token, board_root, static_facts, backends_found,
+                 limits, intake):
         _ThreadingHTTPServer.__init__(self, address, AgentHandler)
         self.store, self.worker = store, worker
         self.token, self.require_token = token, require_token
-        self.max_body_bytes = int(max_body_mb * 2 ** 20)
-        self.upload_slots = threading.BoundedSemaphore(2)
+        self.limits, self.intake = limits, intake
+        self.guard = ConnectionGuard(intake.max_connections)
+        self.budget = ByteBudget(intake.body_buffer_bytes)
+        self.upload_slots = threading.BoundedSemaphore(intake.upload_slots)
         self.board_root, self.static_facts = board_root, static_facts
-        self.backends = backends(trtexec)
+        self.backends = backends_found
         self.started_at = time.time()
         self._thread = None
+
+    def process_request(self, request, client_address):
+        if not self.guard.admit(request, self.intake.header_timeout_s):
+            refuse_connection(request)  # over the cap: answered and closed here, no thread started
+            return
+        _ThreadingHTTPServer.process_request(self, request, client_address)
+
+    def shutdown_request(self, request):
+        self.guard.release(request)
+        _ThreadingHTTPServer.shutdown_request(self, request)
 
     @property
     def url(self):
@@ -302,8 +294,10 @@ class AgentServer(_ThreadingHTTPServer):
     def device_info(self):
         return {
             "agent": {"version": __version__, "protocol": "v1", "started_at": self.started_at,
-                      "queued": self.worker.pending(), "max_body_mb": self.max_body_bytes / 2.0 ** 20,
-                      "token_required": self.require_token},
+                      "queued": self.worker.pending(), "running": self.worker.running(),
+                      "max_body_mb": self.intake.max_body_bytes / 2.0 ** 20, "token_required": self.require_token,
+                      "limits": self.limits.to_dict(), "intake": self.intake.to_dict(),
+                      "connections": self.guard.open, "connections_timed_out": self.guard.expired},
             "board": dict(self.static_facts, **board.dynamic_facts(self.board_root)),
             "backends": self.backends,
         }
@@ -320,82 +314,19 @@ class AgentServer(_ThreadingHTTPServer):
             self.shutdown()
             self._thread.join()
         self.worker.stop()
+        self.guard.close()
         self.server_close()
 
 
-def is_loopback(host):
-    try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-    except (OSError, ValueError):
-        return False
-
-
-def serve(host="127.0.0.1", port=8765, state_dir="~/.edgeprune-agent", token=None, require_token=None,
-          max_body_mb=512, tegrastats="tegrastats", tegrastats_interval_ms=200, trtexec=None, engine_cache_mb=4096,
-          keep_jobs=5000, board_root="/"):
-    """Open the state dir, start the worker and bind the server (port 0: any free port). Returns the server:
-    `.serve_forever()` in this thread, or `.start()` for a background thread; `.close()` when done.
-
-    A token is required unless the agent listens on loopback only (`require_token` overrides); listening
-    elsewhere without one is refused."""
-    if require_token is None:
-        require_token = not is_loopback(host)
-    if require_token and not token:
-        raise ValueError("the agent on {} needs a token: pass --token or set {} (or listen on 127.0.0.1)"
-                         .format(host, TOKEN_ENV))
-    store = JobStore(state_dir, keep_jobs=keep_jobs)
-    if store.recovered:
-        log.warning("%d job(s) were unfinished when the agent last stopped: marked failed", len(store.recovered))
-    env = MeasureEnv(os.path.join(store.state_dir, "engines"), engine_cache_mb, tegrastats, tegrastats_interval_ms,
-                     trtexec)
-    static = board.static_facts(board_root)
-    worker = Worker(store, env, lambda: board.fingerprint(static, board.dynamic_facts(board_root))).start()
-    try:
-        return AgentServer((host, port), store, worker, token, require_token, max_body_mb, board_root, static,
-                           trtexec)
-    except BaseException:
-        worker.stop()
-        raise
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+def serve(*args, **kwargs):
+    """Start an agent (jetson/serve.py has the arguments); `from jetson.agent import serve` as before."""
+    from .serve import serve as _serve
+    return _serve(*args, **kwargs)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python3 -m jetson.agent", description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--state-dir", default="~/.edgeprune-agent", help="jobs, results and the engine cache")
-    p.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="shared secret (default: ${})".format(TOKEN_ENV))
-    p.add_argument("--max-body-mb", type=float, default=512, help="largest request accepted (413 above)")
-    p.add_argument("--tegrastats", default="tegrastats", help="tegrastats binary")
-    p.add_argument("--tegrastats-interval-ms", type=int, default=200)
-    p.add_argument("--trtexec", default=None, help="trtexec binary (default: PATH, then /usr/src/tensorrt/bin)")
-    p.add_argument("--engine-cache-mb", type=int, default=4096, help="engines kept on disk, least recent dropped")
-    p.add_argument("--keep-jobs", type=int, default=5000, help="finished jobs remembered")
-    p.add_argument("--log-level", default="INFO")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        server = serve(a.host, a.port, a.state_dir, a.token, max_body_mb=a.max_body_mb, tegrastats=a.tegrastats,
-                       tegrastats_interval_ms=a.tegrastats_interval_ms, trtexec=a.trtexec,
-                       engine_cache_mb=a.engine_cache_mb, keep_jobs=a.keep_jobs)
-    except (ValueError, OSError) as e:
-        print("edgeprune agent: {}".format(e), file=sys.stderr)
-        return 2
-    ready = sorted(k for k, v in server.backends.items() if v["available"])
-    log.info("edgeprune agent %s on %s:%d (%s), state in %s, backends: %s", __version__, a.host, a.port,
-             "token required" if server.require_token else "loopback, no token", server.store.state_dir,
-             ", ".join(ready) or "none")
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        log.info("stopping")
-    finally:
-        server.close()
-    return 0
+    from .serve import main as _main
+    return _main(argv)
 
 
 if __name__ == "__main__":

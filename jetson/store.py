@@ -24,7 +24,7 @@ import uuid
 from deploy.files import write_atomic, write_json_atomic
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-FINISHED = ("done", "failed")
+FINISHED = ("done", "failed", "cancelled")
 
 
 def _remove(path):

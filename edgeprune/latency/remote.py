@@ -6,6 +6,12 @@ job is done or failed. A board that cannot be reached (refused, reset, timed out
 backoff (`backoff_s`, 2×, 4×, ... for `retries` tries in all); after that it is skipped for the rest of the call and
 its unfinished jobs are resubmitted to the other boards. With no board left, or past `total_timeout_s`, every
 unfinished measurement fails with a MeasurementError that names the boards and why: the caller never hangs.
+
+A busy board (429: queue full; 503 with Retry-After) is asked again after the time it names, not counted as failing.
+Jobs carry `time_limit_s` when set (a job past it fails TimeLimitExceeded: not retried). Jobs the call no longer
+needs are cancelled on their board (DELETE /v1/jobs/<id>) when the call ends by timeout, with no board left, by
+an exception (KeyboardInterrupt too) or by `cancel()` from another thread (a pruned search trial), and when a job
+moves to another board.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import base64
 import http.client
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,8 +49,16 @@ class Rejected(Exception):
         self.status = status
 
 
+class Busy(Exception):
+    """The board is up but cannot take the job now (429, or 503 with Retry-After): ask again after `retry_after`."""
+
+    def __init__(self, retry_after: float, message: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 # Agent options a spec may carry after "?", e.g. remote://tx2:8765?backend=trtexec&precision=int8, and their types.
-SPEC_OPTIONS = {"backend": str, "precision": str, "workspace_mb": int, "dla_core": int}
+SPEC_OPTIONS = {"backend": str, "precision": str, "workspace_mb": int, "dla_core": int, "time_limit_s": float}
 
 
 def spec_options(spec: str) -> dict:
@@ -89,6 +104,7 @@ class RemoteBackend(LatencyBackend):
     def __init__(self, hosts: str | list[str], token: str | None = None, backend: str = "trt",
                  precision: str | None = None, warmup: int = 10, iterations: int = 100, threads: int | None = None,
                  workspace_mb: int | None = None, dla_core: int | None = None, tegrastats: bool = False,
+                 time_limit_s: float | None = None,
                  request_timeout_s: float = 30.0, total_timeout_s: float = 3600.0, retries: int = 3,
                  backoff_s: float = 0.5, poll_s: float = 0.05, max_poll_s: float = 2.0, max_resubmits: int = 2) -> None:
         self.hosts = parse_hosts(hosts) if isinstance(hosts, str) else [h for h in hosts]
@@ -101,6 +117,9 @@ class RemoteBackend(LatencyBackend):
             self.options["workspace_mb"] = int(workspace_mb)
         if dla_core is not None:
             self.options["dla_core"] = int(dla_core)
+        if time_limit_s is not None:  # the agent's own default (30 min) applies otherwise
+            self.options["time_limit_s"] = float(time_limit_s)
+        self._cancel = threading.Event()
         self.request_timeout_s, self.total_timeout_s = float(request_timeout_s), float(total_timeout_s)
         self.retries, self.backoff_s = max(1, int(retries)), float(backoff_s)
         self.poll_s, self.max_poll_s, self.max_resubmits = float(poll_s), float(max_poll_s), int(max_resubmits)
@@ -122,12 +141,29 @@ class RemoteBackend(LatencyBackend):
                 message = json.loads(e.read().decode("utf-8")).get("error") or str(e)
             except Exception:  # noqa: BLE001 - a non-JSON error page: keep the HTTP reason
                 message = str(e)
+            retry_after = (e.headers or {}).get("Retry-After")
+            if e.code == 429 or (e.code == 503 and retry_after):
+                raise Busy(_seconds(retry_after), f"HTTP {e.code}: {message}") from None
             if e.code >= 500:
                 raise BoardDown(f"HTTP {e.code}: {message}") from None
             raise Rejected(e.code, message) from None
         except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             reason = getattr(e, "reason", None) or e
             raise BoardDown(f"{type(reason).__name__}: {reason}") from None
+
+    def cancel(self) -> None:
+        """Stop the measure_many call in progress (from another thread): its jobs are cancelled on their boards and
+        its unfinished measurements fail with reason "cancelled". A call that starts later is not affected."""
+        self._cancel.set()
+
+    def _forget(self, board: Board, job_id: str) -> None:
+        """DELETE a job the call no longer needs, best effort (a finished or unknown job answers 409/404)."""
+        if board.dead:
+            return
+        try:
+            self._call(board.address, "DELETE", f"/v1/jobs/{job_id}")
+        except (BoardDown, Rejected, Busy):
+            pass
 
     def _fail(self, board: Board, error: str) -> None:
         board.failures += 1
@@ -167,7 +203,8 @@ class RemoteBackend(LatencyBackend):
                 raise MeasurementError("no board answered GET /v1/device: " + "; ".join(errors), "remote",
                                        "no board")
             facts.sort(key=lambda f: json.dumps(f, sort_keys=True, default=str))
-            opts = {k: v for k, v in self.options.items() if k not in ("warmup", "iterations", "tegrastats")}
+            opts = {k: v for k, v in self.options.items()
+                    if k not in ("warmup", "iterations", "tegrastats", "time_limit_s")}
             self._fingerprint = {"backend": "remote", "boards": facts, "options": opts}
         return self._fingerprint
 
@@ -198,110 +235,16 @@ class RemoteBackend(LatencyBackend):
         return min(ready, key=lambda b: (b.in_flight, (boards.index(b) - turn) % n))
 
     def _run(self, items: list[tuple[bytes, Shape]]) -> list:
-        boards = [Board(a) for a in self.hosts]
-        self.last_boards = boards
-        results: list = [None] * len(items)
-        pending = list(range(len(items)))         # to submit
-        jobs: dict[int, tuple[Board, str]] = {}   # submitted: index -> (board, job id)
-        resubmits = [0] * len(items)
-        bodies = {}
-        deadline = time.monotonic() + self.total_timeout_s
-        poll, turn = self.poll_s, 0
-
-        def what(i):
-            return f"model #{i} ({len(items[i][0])} bytes, input {list(items[i][1])})"
-
-        def give_up(i, message, reason):
-            results[i] = MeasurementError(f"remote measurement of {what(i)} failed: {message}", what(i), reason)
-
-        def requeue(i, why):
-            board = jobs.pop(i)[0]
-            board.in_flight -= 1
-            resubmits[i] += 1
-            if resubmits[i] > self.max_resubmits:
-                give_up(i, f"resubmitted {self.max_resubmits} times; last: {why}", why)
-            else:
-                pending.append(i)
-
-        while pending or jobs:
-            now = time.monotonic()
-            if not any(b.dead is None for b in boards):
-                gone = "; ".join(f"{b.address}: {b.dead}" for b in boards)
-                for i in pending + list(jobs):
-                    give_up(i, f"no board left ({gone})", "no board")
-                break
-            if now > deadline:
-                for i in pending + list(jobs):
-                    give_up(i, f"not finished within total_timeout_s={self.total_timeout_s:g} s", "timeout")
-                break
-            # submit everything that waits, to the least busy reachable board
-            for i in list(pending):
-                board = self._pick(boards, now, turn)
-                if board is None:
-                    break
-                turn += 1
-                if i not in bodies:
-                    bodies[i] = {"onnx": base64.b64encode(items[i][0]).decode("ascii"), "name": f"candidate-{i}.onnx",
-                                 "options": dict(self.options, input_shape=list(items[i][1]))}
-                try:
-                    reply = self._call(board.address, "POST", "/v1/profile", bodies[i])
-                except BoardDown as e:
-                    self._fail(board, str(e))
-                    continue
-                except Rejected as e:
-                    if e.status in (401, 403):  # wrong token on this board: the others may still take it
-                        board.dead = f"token refused (HTTP {e.status}: {e})"
-                        continue
-                    pending.remove(i)
-                    give_up(i, f"{board.address} refused it (HTTP {e.status}): {e}", str(e))
-                    continue
-                board.failures = 0
-                board.in_flight += 1
-                board.jobs_submitted += 1
-                pending.remove(i)
-                jobs[i] = (board, reply["job"])
-            # poll the jobs in flight
-            progressed = False
-            for i, (board, job_id) in list(jobs.items()):
-                if board.dead:
-                    requeue(i, f"{board.address} went away: {board.dead}")
-                    progressed = True
-                    continue
-                if board.retry_at > time.monotonic():
-                    continue
-                try:
-                    rec = self._call(board.address, "GET", f"/v1/jobs/{job_id}")
-                except BoardDown as e:
-                    self._fail(board, str(e))
-                    continue
-                except Rejected as e:  # 404: the agent lost the job (state dir wiped): submit again
-                    requeue(i, f"{board.address} answered {e.status} for job {job_id}: {e}")
-                    progressed = True
-                    continue
-                board.failures = 0
-                if rec.get("status") == "done":
-                    board.in_flight -= 1
-                    del jobs[i]
-                    results[i] = self._stats(rec, board)
-                    bodies.pop(i, None)
-                    progressed = True
-                elif rec.get("status") == "failed":
-                    err = rec.get("error") or {}
-                    msg = err.get("message") or str(err)
-                    if STOPPED in msg:
-                        requeue(i, f"{board.address}: {msg}")
-                    else:
-                        board.in_flight -= 1
-                        del jobs[i]
-                        log = "\n".join((err.get("log") or [])[-10:]) if isinstance(err.get("log"), list) else ""
-                        give_up(i, f"{board.address} job {job_id}: {msg}" + (f"\n{log}" if log else ""), msg)
-                    progressed = True
-            if pending or jobs:
-                poll = self.poll_s if progressed else min(poll * 1.5, self.max_poll_s)
-                wake = min([poll] + [max(0.0, b.retry_at - time.monotonic()) for b in boards
-                                     if not b.dead and b.retry_at > time.monotonic()])
-                time.sleep(max(0.005, min(wake, max(0.0, deadline - time.monotonic()) + 0.005)))
-        return results
+        self._cancel.clear()
+        run = _Run(self, items)
+        self.last_boards = run.boards
+        try:
+            while (run.pending or run.jobs) and not run.ended():
+                run.submit_pending()
+                run.sleep(run.poll_jobs())
+        finally:
+            run.forget_unfinished()  # jobs still on a board when the call ends (timeout, error, cancel)
+        return run.results
 
     def _stats(self, rec: dict, board: Board) -> LatencyStats:
         result = rec.get("result") or {}
@@ -310,3 +253,154 @@ class RemoteBackend(LatencyBackend):
                           options=rec.get("options"), engine=result.get("engine"),
                           tegrastats=result.get("tegrastats"))
         return stats
+
+
+def _seconds(retry_after: str | None) -> float:
+    """Seconds from a Retry-After header (a number; an HTTP date or junk: 5 s)."""
+    try:
+        return min(max(float(retry_after), 0.0), 60.0)
+    except (TypeError, ValueError):
+        return 5.0
+
+
+class _Run:
+    """The state of one measure_many call: what waits to be submitted, what runs where, the results."""
+
+    def __init__(self, backend: RemoteBackend, items: list[tuple[bytes, Shape]]) -> None:
+        self.backend, self.items = backend, items
+        self.boards = [Board(a) for a in backend.hosts]
+        self.results: list = [None] * len(items)
+        self.pending = list(range(len(items)))          # to submit
+        self.jobs: dict[int, tuple[Board, str]] = {}    # submitted: index -> (board, job id)
+        self.resubmits = [0] * len(items)
+        self.bodies: dict[int, dict] = {}
+        self.deadline = time.monotonic() + backend.total_timeout_s
+        self.poll, self.turn = backend.poll_s, 0
+
+    def give_up(self, i: int, message: str, reason: str) -> None:
+        what = f"model #{i} ({len(self.items[i][0])} bytes, input {list(self.items[i][1])})"
+        self.results[i] = MeasurementError(f"remote measurement of {what} failed: {message}", what, reason)
+
+    def give_up_all(self, message: str, reason: str) -> None:
+        for i in self.pending + list(self.jobs):
+            self.give_up(i, message, reason)
+        self.pending = []
+
+    def requeue(self, i: int, why: str) -> None:
+        board, job_id = self.jobs.pop(i)
+        board.in_flight -= 1
+        self.backend._forget(board, job_id)  # it may still be running there: free the board
+        self.resubmits[i] += 1
+        if self.resubmits[i] > self.backend.max_resubmits:
+            self.give_up(i, f"resubmitted {self.backend.max_resubmits} times; last: {why}", why)
+        else:
+            self.pending.append(i)
+
+    def ended(self) -> bool:
+        """Give up every unfinished measurement when cancelled, out of boards or out of time."""
+        if self.backend._cancel.is_set():
+            self.give_up_all("cancelled (RemoteBackend.cancel())", "cancelled")
+        elif not any(b.dead is None for b in self.boards):
+            gone = "; ".join(f"{b.address}: {b.dead}" for b in self.boards)
+            self.give_up_all(f"no board left ({gone})", "no board")
+        elif time.monotonic() > self.deadline:
+            self.give_up_all(f"not finished within total_timeout_s={self.backend.total_timeout_s:g} s", "timeout")
+        else:
+            return False
+        return True
+
+    def forget_unfinished(self) -> None:
+        for board, job_id in self.jobs.values():
+            self.backend._forget(board, job_id)
+            board.in_flight -= 1
+        self.jobs.clear()
+
+    def body(self, i: int) -> dict:
+        if i not in self.bodies:
+            onnx, shape = self.items[i]
+            self.bodies[i] = {"onnx": base64.b64encode(onnx).decode("ascii"), "name": f"candidate-{i}.onnx",
+                              "options": dict(self.backend.options, input_shape=list(shape))}
+        return self.bodies[i]
+
+    def submit_pending(self) -> None:
+        """Submit everything that waits, each to the least busy reachable board."""
+        b = self.backend
+        for i in list(self.pending):
+            board = b._pick(self.boards, time.monotonic(), self.turn)
+            if board is None:
+                return
+            self.turn += 1
+            try:
+                reply = b._call(board.address, "POST", "/v1/profile", self.body(i))
+            except Busy as e:  # its queue is full: that board waits, the next model may go elsewhere
+                board.retry_at = time.monotonic() + e.retry_after
+                continue
+            except BoardDown as e:
+                b._fail(board, str(e))
+                continue
+            except Rejected as e:
+                if e.status in (401, 403):  # wrong token on this board: the others may still take it
+                    board.dead = f"token refused (HTTP {e.status}: {e})"
+                    continue
+                self.pending.remove(i)
+                self.give_up(i, f"{board.address} refused it (HTTP {e.status}): {e}", str(e))
+                continue
+            board.failures = 0
+            board.in_flight += 1
+            board.jobs_submitted += 1
+            self.pending.remove(i)
+            self.jobs[i] = (board, reply["job"])
+
+    def poll_jobs(self) -> bool:
+        """One GET per job in flight; True when something finished or moved."""
+        progressed = False
+        for i, (board, job_id) in list(self.jobs.items()):
+            if board.dead:
+                self.requeue(i, f"{board.address} went away: {board.dead}")
+                progressed = True
+                continue
+            if board.retry_at > time.monotonic():
+                continue
+            try:
+                rec = self.backend._call(board.address, "GET", f"/v1/jobs/{job_id}")
+            except (BoardDown, Busy) as e:
+                self.backend._fail(board, str(e))
+                continue
+            except Rejected as e:  # 404: the agent lost the job (state dir wiped): submit again
+                self.requeue(i, f"{board.address} answered {e.status} for job {job_id}: {e}")
+                progressed = True
+                continue
+            board.failures = 0
+            progressed = self._finished(i, board, job_id, rec) or progressed
+        return progressed
+
+    def _finished(self, i: int, board: Board, job_id: str, rec: dict) -> bool:
+        status = rec.get("status")
+        if status not in ("done", "failed", "cancelled"):
+            return False
+        if status == "done":
+            board.in_flight -= 1
+            del self.jobs[i]
+            self.results[i] = self.backend._stats(rec, board)
+            self.bodies.pop(i, None)
+            return True
+        err = rec.get("error") or {}
+        msg = err.get("message") or str(err)
+        if status == "failed" and STOPPED in msg:
+            self.requeue(i, f"{board.address}: {msg}")
+            return True
+        board.in_flight -= 1
+        del self.jobs[i]
+        log = "\n".join((err.get("log") or [])[-10:]) if isinstance(err.get("log"), list) else ""
+        kind = f" ({err['type']})" if err.get("type") in ("TimeLimitExceeded", "Cancelled") else ""
+        self.give_up(i, f"{board.address} job {job_id}{kind}: {msg}" + (f"\n{log}" if log else ""), msg)
+        return True
+
+    def sleep(self, progressed: bool) -> None:
+        if not (self.pending or self.jobs):
+            return
+        b = self.backend
+        self.poll = b.poll_s if progressed else min(self.poll * 1.5, b.max_poll_s)
+        now = time.monotonic()
+        wake = min([self.poll] + [max(0.0, x.retry_at - now) for x in self.boards if not x.dead and x.retry_at > now])
+        b._cancel.wait(max(0.005, min(wake, max(0.0, self.deadline - time.monotonic()) + 0.005)))

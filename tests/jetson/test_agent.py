@@ -5,15 +5,10 @@ import base64
 import http.client
 import json
 import os
-import shutil
 import subprocess
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from jetson.agent import protobuf_fields, serve
@@ -21,68 +16,7 @@ from jetson.store import JobStore
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-FAST = {"backend": "onnxruntime", "warmup": 1, "iterations": 5, "threads": 1, "tegrastats": False}
-
-
-def tiny_onnx(batch=1):
-    """Conv(3→8, 3×3) → ReLU → Conv(8→4, 1×1) on a 32×32 image; `batch` may be a name for a dynamic batch."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.RandomState(0)
-    weights = [numpy_helper.from_array(rng.randn(8, 3, 3, 3).astype(np.float32), "w1"),
-               numpy_helper.from_array(np.zeros(8, np.float32), "b1"),
-               numpy_helper.from_array(rng.randn(4, 8, 1, 1).astype(np.float32), "w2")]
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["h"], ["r"]), helper.make_node("Conv", ["r", "w2"], ["y"])]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 32, 32])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4, 32, 32])
-    graph = helper.make_graph(nodes, "tiny", [x], [y], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="edgeprune-test")
-    model.ir_version = 7
-    return model.SerializeToString()
-
-
-MODEL = tiny_onnx()
-
-
-def call(server, method, path, body=None, headers=None, token=None):
-    """(status, JSON reply); `body` is a dict (sent as JSON) or bytes (sent as they are)."""
-    data = json.dumps(body).encode() if isinstance(body, dict) else body
-    hdrs = {"Content-Type": "application/json"} if data is not None else {}
-    if token:
-        hdrs["X-Edgeprune-Token"] = token
-    hdrs.update(headers or {})
-    req = urllib.request.Request("http://127.0.0.1:{}{}".format(server.server_address[1], path), data=data,
-                                 headers=hdrs, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read().decode())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read().decode())
-
-
-def submit(server, model=MODEL, token=None, **options):
-    opts = dict(FAST, **options)
-    return call(server, "POST", "/v1/profile", {"onnx": base64.b64encode(model).decode(), "name": "tiny.onnx",
-                                                "options": opts}, token=token)
-
-
-def wait(server, job_id, token=None, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status, job = call(server, "GET", "/v1/jobs/" + job_id, token=token)
-        assert status == 200, job
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError("job {} did not finish in {} s".format(job_id, timeout))
-
-
-def profile(server, **options):
-    status, reply = submit(server, **options)
-    assert status == 202, reply
-    return wait(server, reply["job"])
+from jetson_helpers import FAST, MODEL, call, profile, python36, submit, tiny_onnx, wait  # noqa: E402
 
 
 @pytest.fixture
@@ -279,9 +213,10 @@ def test_restart_keeps_finished_results_and_fails_unfinished_jobs(tmp_path):
 
 
 PY36_CHECK = r"""
-import base64, json, sys, urllib.error, urllib.request
+import base64, json, socket, sys, urllib.error, urllib.request
 from jetson.agent import check_onnx, serve
 from jetson.jobs import OptionError, parse_options
+from jetson.limits import Limits
 from jetson.tegrastats import parse_file
 assert sys.version_info[:2] == (3, 6), sys.version
 samples, skipped = parse_file(sys.argv[2])
@@ -305,35 +240,44 @@ try:
     except OptionError as e:
         assert e.field == "onnx"
     assert post(model) in (202, (400, "backend"))  # 400 where onnxruntime is not installed for 3.6
+    with open(sys.argv[4], "rb") as f:
+        dynamic = f.read()
+    limits = Limits(total_mb=8192)
+    check_onnx(dynamic, parse_options({"input_shape": [1, 3, 64, 64]}, limits), limits)
+    for shape in ([1, 3, 6000, 6000], None):  # a memory bomb; a dynamic input without a shape
+        try:
+            check_onnx(dynamic, parse_options({"input_shape": shape}, limits), limits)
+            raise AssertionError("{} passed".format(shape))
+        except OptionError as e:
+            assert e.field == "input_shape", e
+    req = urllib.request.Request(server.url + "/v1/jobs/0123456789abcdef0123456789abcdef", method="DELETE")
+    try:
+        urllib.request.urlopen(req)
+        raise AssertionError("DELETE of an unknown job passed")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404
+    s = socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10)
+    s.sendall(b"POST /v1/profile HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: \xb2\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.0 400"), "superscript-two length"
+    s.close()
 finally:
     server.close()
 print("ok")
 """
 
 
-def _python36():
-    for candidate in (os.environ.get("EDGEPRUNE_PYTHON36"), shutil.which("python3.6")):
-        if candidate:
-            try:
-                out = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30)
-            except (OSError, subprocess.SubprocessError):
-                continue
-            if out.returncode == 0 and out.stdout.strip() == b"(3, 6)":
-                return candidate
-    return None
-
-
 def test_agent_runs_on_python_3_6_like_a_tx2(tmp_path):
     """vermin checks the syntax; this runs the agent, the parser and the board bench on a real 3.6 interpreter."""
-    python = _python36()
+    python = python36()
     if python is None:
         pytest.skip("no Python 3.6 interpreter here (set EDGEPRUNE_PYTHON36=/path/to/python3.6 to run this)")
     root = Path(__file__).resolve().parents[2]
     model = tmp_path / "tiny.onnx"
     model.write_bytes(MODEL)
+    (tmp_path / "dynamic.onnx").write_bytes(tiny_onnx(batch=1, size="S"))
     fixture = root / "tests" / "fixtures" / "device" / "tegrastats_tx2_l4t-r32-style_vddsys-rails_sudo.log"
-    p = subprocess.run([python, "-c", PY36_CHECK, str(model), str(fixture), str(tmp_path / "state")], cwd=str(root),
+    p = subprocess.run([python, "-c", PY36_CHECK, str(model), str(fixture), str(tmp_path / "state"),
+                        str(tmp_path / "dynamic.onnx")], cwd=str(root),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stdout
     bench = subprocess.run([python, str(root / "benchmarks" / "board_bench.py"), str(tmp_path / "absent.onnx"),
@@ -393,7 +337,7 @@ def test_trt_backend_caches_engines_and_reports_tensorrt_errors(tmp_path, monkey
 
     from deploy import trt_build, trt_run
     from deploy.stats import LatencyStats
-    from jetson import jobs
+    from jetson import backends
 
     builds = []
 
@@ -408,12 +352,12 @@ def test_trt_backend_caches_engines_and_reports_tensorrt_errors(tmp_path, monkey
             f.write(b"engine")
         return {"warnings": []}
 
-    def time_engine(engine_path, warmup=10, runs=100, input_shape=None):
+    def time_engine(engine_path, warmup=10, runs=100, input_shape=None, stop=None, max_io_bytes=None):
         with open(engine_path, "rb") as f:
             assert f.read() == b"engine"
         return LatencyStats.from_samples([1.0, 1.5, 2.0] * runs, warmup=warmup, info={"runner": "tensorrt"})
 
-    monkeypatch.setattr(jobs, "_cuda_from_python", lambda: "pycuda")
+    monkeypatch.setattr(backends, "cuda_from_python", lambda: "pycuda")
     monkeypatch.setattr(trt_build, "tensorrt_version", lambda: "8.2.1.8")
     monkeypatch.setattr(trt_build, "import_tensorrt", lambda: SimpleNamespace(__version__="8.2.1.8"))
     monkeypatch.setattr(trt_build, "build_engine", build_engine)
