@@ -6,8 +6,9 @@
 
 Run from a checkout on the board (torch-free, Python ≥ 3.6). Each model is built (engines are cached, as the
 agent caches them), then timed with tegrastats sampling over the timed runs. Columns: model, runner, precision,
-median and p99 latency, FPS (1000 / median ms), average power of the whole module (W), energy per frame
-(mJ = average power W × median ms), the hottest GPU temperature, the power mode and whether clocks were pinned.
+median and p99 latency, FPS (images per run × 1000 / median ms), average power of the whole module (W), energy per
+frame (mJ = average power W × median ms / images per run), the hottest GPU temperature, the power mode and whether
+clocks were pinned.
 Where tegrastats is missing (not a Jetson) the power columns say unknown (empty in the CSV, null in the JSON).
 Power needs enough timed runs to span several tegrastats intervals: a run shorter than one interval reports the
 whole measurement, warm-up included.
@@ -55,12 +56,13 @@ def table_row(name, options, result, fingerprint, zones=None):
     power_mw = tegra.get("total_power_mw")
     power_w = power_mw / 1000.0 if power_mw is not None else None
     median = latency["median_ms"]
+    images = latency.get("batch") or 1  # per run: an implicit-batch trtexec run times a batch of N images
     engine_given = name.endswith(ENGINE_SUFFIXES)
     return {
         "model": name, "runner": options["backend"],
         "precision": "engine" if engine_given else options["precision"],
-        "median_ms": median, "p99_ms": latency["p99_ms"], "fps": 1000.0 / median if median > 0 else None,
-        "power_w": power_w, "energy_mj": power_w * median if power_w is not None else None,
+        "median_ms": median, "p99_ms": latency["p99_ms"], "fps": 1000.0 * images / median if median > 0 else None,
+        "power_w": power_w, "energy_mj": power_w * median / images if power_w is not None else None,
         "gpu_temp_c": gpu_temperature(tegra, zones),
         "power_mode": fingerprint.get("power_mode"), "clocks_pinned": fingerprint.get("clocks_pinned"),
         "error": None,

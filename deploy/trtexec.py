@@ -224,6 +224,7 @@ def _results(text, rc, cmd, times, prof, metric, warmup_ms, precision, version):
     if not os.path.isfile(times):
         raise EngineBuildError("trtexec passed but wrote no --exportTimes file ({})".format(times))
     stats = times_stats(times, metric, warmup_ms)
+    stats.batch = log.batch  # implicit batch (--batch=N): every time is per batch of N images
     stats.info.update({"tensorrt": version_string(log.version or version), "device": log.device,
                        "precision": precision, "command": cmd, "summary": log.summary,
                        "summary_gpu_compute_median_ms": summary.median_ms, "throughput_qps": log.throughput_qps})

@@ -101,3 +101,11 @@ def test_power_energy_and_gpu_temperature_from_a_nano_capture():
     engine_row = bench.table_row("yolov5n.engine", options, result, {}, zones={"GPU-therm": 51.5})
     assert engine_row["precision"] == "engine" and engine_row["power_mode"] is None
     assert bench.gpu_temperature({}, {"GPU-therm": 51.5, "CPU-therm": 60.0}) == 51.5
+
+
+def test_an_implicit_batch_run_counts_its_images_per_second_and_energy_per_image():
+    bench = load_script()
+    result = {"latency": {"median_ms": 32.0, "p99_ms": 40.0, "batch": 16}, "tegrastats": {"total_power_mw": 10000}}
+    row = bench.table_row("mnist16.engine", parse_options({"backend": "trtexec"}), result, {})
+    assert row["fps"] == pytest.approx(500.0)  # 16 images per 32 ms run, not 1000 / 32
+    assert row["energy_mj"] == pytest.approx(10.0 * 32.0 / 16)
