@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from edgeprune.cli import main as cli
-from edgeprune.files import write_json
+from edgeprune.utils.files import write_json
 
 
 def run(argv: list[str]) -> None:

@@ -27,10 +27,15 @@ from deploy.machine import LoadMeter  # noqa: E402
 from edgeprune.checkpoint import load_model  # noqa: E402
 from edgeprune.data.dataset import build_loader  # noqa: E402
 from edgeprune.data.formats import load_dataset  # noqa: E402
-from edgeprune.files import write_json  # noqa: E402
-from edgeprune.train import TrainConfig, train  # noqa: E402
+from edgeprune.train.trainer import TrainConfig, train  # noqa: E402
+from edgeprune.utils.files import write_json  # noqa: E402
 
 ARMS = {"fine-tune, no teacher": None, "KD, box weight 1": 1.0, "KD, box weight 0.05": 0.05}
+
+
+def _spread(v: list) -> float | None:
+    """Half the range of the seeds' results (None for one seed)."""
+    return (max(v) - min(v)) / 2 if len(v) > 1 else None
 
 
 def most_boxes(model, samples, img: int) -> int:
@@ -76,9 +81,8 @@ def summary(runs: list[dict]) -> list[dict]:
         if not xs:
             continue
         last50, last = [r["map50"][-1] for r in xs], [r["map"][-1] for r in xs]
-        spread = (lambda v: (max(v) - min(v)) / 2 if len(v) > 1 else None)
-        table.append({"arm": arm, "seeds": len(xs), "mAP50": statistics.mean(last50), "spread50": spread(last50),
-                      "mAP50-95": statistics.mean(last), "spread": spread(last),
+        table.append({"arm": arm, "seeds": len(xs), "mAP50": statistics.mean(last50), "spread50": _spread(last50),
+                      "mAP50-95": statistics.mean(last), "spread": _spread(last),
                       "lowest_mAP50_after_epoch_3": min(min(r["map50"][3:]) for r in xs),
                       "most_boxes_on_one_image": max(r["most_boxes_on_one_image"] for r in xs)})
     return table

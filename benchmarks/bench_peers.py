@@ -45,22 +45,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.machine import LoadMeter  # noqa: E402
 from benchmarks.peers import PeerUnavailable, modelopt_fastnas, narrow_yolov5, torch_pruning_uniform  # noqa: E402
 from benchmarks.peers_table import plot, summarize, verdict  # noqa: E402
+from deploy.machine import LoadMeter  # noqa: E402
 from edgeprune.checkpoint import load_model, save_checkpoint  # noqa: E402
 from edgeprune.cli import main as cli  # noqa: E402
-from edgeprune.complexity import count_flops, count_params  # noqa: E402
 from edgeprune.data.dataset import build_loader  # noqa: E402
 from edgeprune.data.formats import load_dataset  # noqa: E402
-from edgeprune.evaluate import evaluate  # noqa: E402
-from edgeprune.files import write_json  # noqa: E402
+from edgeprune.evaluate.accuracy import evaluate  # noqa: E402
+from edgeprune.evaluate.complexity import count_flops, count_params  # noqa: E402
 from edgeprune.latency import get_backend, module_to_onnx  # noqa: E402
 from edgeprune.latency.match import interleaved, match_latency  # noqa: E402
 from edgeprune.models import create_model  # noqa: E402
 from edgeprune.models.yolov5 import make_divisible  # noqa: E402
-from edgeprune.tables import markdown_table  # noqa: E402
-from edgeprune.train import TrainConfig, train  # noqa: E402
+from edgeprune.report.tables import markdown_table  # noqa: E402
+from edgeprune.train.trainer import TrainConfig, train  # noqa: E402
+from edgeprune.utils.files import write_json  # noqa: E402
 
 RECIPE = {"train": 500, "val": 100, "size": 320, "epochs": 36, "recovery": 13, "trials": 30}
 KD_BOX = TrainConfig().kd_box_weight  # recorded with every KD row: the tables before 2026-12-03 ran at 1
@@ -272,7 +272,7 @@ def edgeprune_rows(bench: Bench, tname: str, speedup: float, base, rows: list[di
 
 
 def progressive_rows(bench: Bench, tname: str, speedup: float) -> list[dict]:
-    """(h) the dense base pruned progressively (edgeprune.progressive) through the CLI, as a user runs it; one
+    """(h) the dense base pruned progressively (edgeprune.search.progressive) through the CLI, as a user runs it; one
     latency table for every seed (WORK/progressive-table.json)."""
     r = bench.r
 

@@ -27,14 +27,14 @@ from pathlib import Path
 import torch
 
 from deploy.onnxruntime_runner import cpu_name
-from edgeprune.complexity import count_flops
-from edgeprune.graph import find_groups
-from edgeprune.importance import score_groups
+from edgeprune.evaluate.complexity import count_flops
 from edgeprune.latency import get_backend, module_to_onnx
 from edgeprune.latency.calibrate import UNIFORM, default_align, pruned_copy
 from edgeprune.latency.fit import mape, spearman
 from edgeprune.latency.predictor import LatencyPredictor
 from edgeprune.models import create_model, example_input
+from edgeprune.prune.graph import find_groups
+from edgeprune.prune.importance import score_groups
 
 
 def measure_in_passes(backend, models, shape, passes: int) -> tuple[list[tuple[float, float]], float]:

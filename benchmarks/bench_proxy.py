@@ -8,7 +8,7 @@ recovered mAP, and its cost per candidate.
 The base is bench_peers' dense base (the same WORK/<model>/base, trained once if absent: the demo's data and recipe).
 Plans, all pruned from it to at most the same share of its FLOPs (prune.ratio_for_flops), channels ranked by L1
 inside each group: uniform (one ratio everywhere), global (one threshold over every group), allocated
-(edgeprune.allocate: least importance per FLOP saved), allocated-taylor (the same, channels ranked by Taylor
+(edgeprune.search.allocate: least importance per FLOP saved), allocated-taylor (the same, channels ranked by Taylor
 importance), searched (`edgeprune search` with the FLOPs objective, its chosen plan) and random (every group's
 kept share drawn from U(0.15, 1), the whole vector scaled until the budget is met).
 
@@ -42,29 +42,36 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_peers import KD_BOX, Bench  # noqa: E402
-from edgeprune.allocate import UnitMap, allocate  # noqa: E402
 from edgeprune.checkpoint import load_model, save_checkpoint  # noqa: E402
 from edgeprune.cli import main as cli  # noqa: E402
-from edgeprune.complexity import count_flops  # noqa: E402
 from edgeprune.data.dataset import build_loader  # noqa: E402
-from edgeprune.distill import DetectionKD  # noqa: E402
-from edgeprune.evaluate import evaluate  # noqa: E402
-from edgeprune.files import write_json  # noqa: E402
-from edgeprune.graph import find_groups  # noqa: E402
-from edgeprune.importance import accumulate_gradients, rankable, score_groups  # noqa: E402
+from edgeprune.evaluate.accuracy import evaluate  # noqa: E402
+from edgeprune.evaluate.complexity import count_flops  # noqa: E402
 from edgeprune.latency.layers import decompose  # noqa: E402
 from edgeprune.models import create_model, example_input  # noqa: E402
-from edgeprune.prune import (Plan, allowed_widths, nearest_width, plan_from_widths, plan_global,  # noqa: E402
-                             pruned_model, ratio_for_flops)
+from edgeprune.prune.graph import find_groups  # noqa: E402
+from edgeprune.prune.importance import accumulate_gradients, rankable, score_groups  # noqa: E402
+from edgeprune.prune.plan import (  # noqa: E402
+    Plan,
+    allowed_widths,
+    nearest_width,
+    plan_from_widths,
+    plan_global,
+    pruned_model,
+    ratio_for_flops,
+)
+from edgeprune.search.allocate import UnitMap, allocate  # noqa: E402
 from edgeprune.search.candidate import recalibrate_bn  # noqa: E402
 from edgeprune.search.proxy import fine_tuned, kd_loss  # noqa: E402
+from edgeprune.train.distill import DetectionKD  # noqa: E402
+from edgeprune.utils.files import write_json  # noqa: E402
 
 PROXIES = {"bn-map": 1, "bn-map50-95": 1, "abn-map": 1, "abn-map50-95": 1, "kd-loss": -1, "ft-map": 1,
            "ft-map50-95": 1, "ft-kd-loss": -1, "kept-l1": 1}  # sign: higher = better
 
 
 class ConvMacs:
-    """A FLOPs 'latency table' for edgeprune.allocate: millions of conv MACs of a unit list."""
+    """A FLOPs 'latency table' for edgeprune.search.allocate: millions of conv MACs of a unit list."""
 
     align = 8
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 from deploy.onnxruntime_runner import OnnxRuntimeRunner, cpu_name
-from edgeprune.complexity import count_flops, count_params
+from edgeprune.evaluate.complexity import count_flops, count_params
 from edgeprune.export import export_onnx
-from edgeprune.graph import find_groups
-from edgeprune.importance import rankable, score_groups
 from edgeprune.models import create_model, example_input
-from edgeprune.prune import plan_global, prune_model
+from edgeprune.prune.graph import find_groups
+from edgeprune.prune.importance import rankable, score_groups
+from edgeprune.prune.plan import plan_global, prune_model
 
 
 def measure(model: torch.nn.Module, size: int, runs: int) -> dict:

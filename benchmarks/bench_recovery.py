@@ -20,19 +20,19 @@ from pathlib import Path
 
 import torch
 
-from edgeprune.chain import prune_in_steps, step_plans
 from edgeprune.checkpoint import load_model
-from edgeprune.complexity import count_flops, count_params
 from edgeprune.data.dataset import build_loader
 from edgeprune.data.formats import load_dataset
-from edgeprune.evaluate import evaluate
-from edgeprune.files import write_json
-from edgeprune.graph import find_groups
-from edgeprune.importance import rankable, score_groups
+from edgeprune.evaluate.accuracy import evaluate
+from edgeprune.evaluate.complexity import count_flops, count_params
 from edgeprune.models import create_model, example_input
-from edgeprune.prune import plan_global, pruned_model, ratio_for_flops
-from edgeprune.sparsity import bn_layers, evenness, layer_sparsity
-from edgeprune.train import TrainConfig, train
+from edgeprune.prune.chain import prune_in_steps, step_plans
+from edgeprune.prune.graph import find_groups
+from edgeprune.prune.importance import rankable, score_groups
+from edgeprune.prune.plan import plan_global, pruned_model, ratio_for_flops
+from edgeprune.train.sparsity import bn_layers, evenness, layer_sparsity
+from edgeprune.train.trainer import TrainConfig, train
+from edgeprune.utils.files import write_json
 
 
 def plan_at_flops(model, importance: str, share: float, img: int):

@@ -25,17 +25,17 @@ from pathlib import Path
 from deploy.onnxruntime_runner import cpu_name
 from edgeprune.checkpoint import load_model
 from edgeprune.cli import main as cli
-from edgeprune.complexity import count_flops, count_params
 from edgeprune.data.dataset import build_loader
 from edgeprune.data.formats import load_dataset
-from edgeprune.evaluate import evaluate
-from edgeprune.graph import find_groups
-from edgeprune.importance import rankable, score_groups
+from edgeprune.evaluate.accuracy import evaluate
+from edgeprune.evaluate.complexity import count_flops, count_params
 from edgeprune.latency import get_backend, module_to_onnx
 from edgeprune.models import example_input
-from edgeprune.prune import plan_from_ratios, plan_global, pruned_model, ratio_for_flops
+from edgeprune.prune.graph import find_groups
+from edgeprune.prune.importance import rankable, score_groups
+from edgeprune.prune.plan import plan_from_ratios, plan_global, pruned_model, ratio_for_flops
 from edgeprune.search import SearchConfig, run_search
-from edgeprune.train import TrainConfig, train
+from edgeprune.train.trainer import TrainConfig, train
 
 
 def at_flops(make_plan, base, share: float, img: int):

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from deploy.onnxruntime_runner import OnnxRuntimeRunner, cpu_name
-from edgeprune.complexity import count_flops, count_params
+from edgeprune.evaluate.complexity import count_flops, count_params
 from edgeprune.export import export_onnx
 from edgeprune.models import create_model
 from edgeprune.models.loss import YOLOv5Loss

@@ -25,9 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # jetson/ is not installed: it runs from the checkout
     sys.path.insert(0, ROOT)
 
+from deploy.files import write_atomic, write_json_atomic  # noqa: E402
 from jetson import board  # noqa: E402
 from jetson.jobs import BACKENDS, MeasureEnv, OptionError, backends, measure, parse_options  # noqa: E402
-from deploy.files import write_atomic, write_json_atomic  # noqa: E402
 
 COLUMNS = ("model", "runner", "precision", "median_ms", "p99_ms", "fps", "power_w", "energy_mj", "gpu_temp_c",
            "power_mode", "clocks_pinned", "error")

@@ -6,7 +6,7 @@
   with the caller's score function; `PeerUnavailable` with the exact reason where ModelOpt cannot run.
 - `narrow_yolov5`: "just train a smaller model": a yolov5 of any width and depth multiple.
 
-The pruned models come back through `edgeprune.prune.adopt`: the same weights in an edgeprune-pruned copy of the
+The pruned models come back through `edgeprune.checkpoint.adopt`: the same weights in an edgeprune-pruned copy of the
 base, so that recovery, evaluation, checkpoints and export treat every row alike.
 """
 
@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from edgeprune.checkpoint import adopt
 from edgeprune.models.yolov5 import YOLOv5, YOLOv5Config
-from edgeprune.prune import adopt
 
 __all__ = ["PeerUnavailable", "modelopt_fastnas", "narrow_yolov5", "torch_pruning_uniform"]
 

@@ -163,8 +163,8 @@ def _read_cache(path):
 
 def _entropy_calibrator(trt, data, cache_path):
     """The hand-written IInt8EntropyCalibrator2 (TensorRT 8.2 and any version without Polygraphy)."""
+    from .cuda import cuda_backend
     from .files import write_atomic
-    from .trt_run import cuda_backend
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
@@ -207,7 +207,7 @@ def _entropy_calibrator(trt, data, cache_path):
 
 def use_polygraphy_calibrator(version):
     """Polygraphy's Calibrator runs on TensorRT ≥ 8.5 only (PyPI Polygraphy imports `tensorrt>=8.5`)."""
-    from .trt_build import parse_version
+    from .trt_versions import parse_version
 
     if parse_version(version)[:2] < (8, 5):
         return False

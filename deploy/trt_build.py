@@ -18,14 +18,15 @@ The engine is written atomically with a JSON sidecar `<engine>.json` describing 
 
 import json
 import os
-import re
 import socket
 import threading
 import time
 
+from .cuda import device_name
 from .files import file_sha256, write_atomic, write_json_atomic  # noqa: F401 (re-exported)
+from .protocol import PRECISIONS
+from .trt_versions import parse_version, version_from_tag, version_string  # noqa: F401 (re-exported)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 _BUILD_LOCK = threading.Lock()
 _LOGGER = None  # the one capturing trt.ILogger of this process (TensorRT keeps the first logger it sees)
 
@@ -41,30 +42,6 @@ class EngineBuildError(RuntimeError):
 
 
 # ---------------------------------------------------------------- versions and version-dependent choices (pure)
-
-def parse_version(version):
-    """(major, minor, patch[, build]) from "8.2.1.8", "10.3.0", (8, 5) or an int tag like 8201 / 101600."""
-    if isinstance(version, tuple):
-        return tuple(int(x) for x in version)
-    if isinstance(version, int):
-        return version_from_tag(version)
-    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", str(version))
-    if not m:
-        raise ValueError("not a TensorRT version: {!r}".format(version))
-    return tuple(int(x) for x in m.group(1).split("."))
-
-
-def version_from_tag(tag):
-    """trtexec's `[TensorRT vNNNN]` number: 8201 → (8, 2, 1); from 10 on two digits each: 101600 → (10, 16, 0)."""
-    tag = int(tag)
-    if tag >= 100000:
-        return (tag // 10000, tag // 100 % 100, tag % 100)
-    return (tag // 1000, tag // 100 % 10, tag % 100)
-
-
-def version_string(version):
-    return ".".join(str(x) for x in parse_version(version))
-
 
 def network_flag_names(version):
     """Flags for `builder.create_network`: EXPLICIT_BATCH before 10 (ONNX needs it), none from 10 on."""
@@ -221,8 +198,6 @@ def _load_timing_cache(config, timing_cache):
 
 
 def _device_name():
-    from .trt_run import device_name
-
     return device_name()
 
 

@@ -20,8 +20,7 @@ import tempfile
 
 from .files import write_atomic
 from .trt_build import EngineBuildError, parse_version, tensorrt_version, version_string
-from .trtexec_parse import (TrtexecFailed, parse_export_profile, parse_log, summary_stats, times_stats,
-                            version_from_tag)
+from .trtexec_parse import TrtexecFailed, parse_export_profile, parse_log, summary_stats, times_stats, version_from_tag
 
 DEFAULT_PATH = "/usr/src/tensorrt/bin/trtexec"
 _HEADER = re.compile(r"&&&& RUNNING TensorRT\.trtexec \[TensorRT v(\d+)\]")

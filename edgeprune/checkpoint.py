@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .files import atomic_path
-from .models import apply_plans, build_from_spec, model_spec
+from .models import build_base, example_input, family_of
+from .utils.files import atomic_path
 
 FORMAT = "edgeprune-checkpoint"
 VERSION = 1
@@ -182,3 +182,62 @@ def load_model(path: str | Path, base: nn.Module | None = None) -> nn.Module:
         raise CheckpointError(f"{path}: cannot rebuild the pruned model from {what}: {e}. Is it the same "
                               f"architecture the checkpoint was pruned from?") from None
     return load_weights(model, ckpt["state_dict"], source=str(path)).eval()
+
+
+def model_spec(model: nn.Module) -> dict:
+    """`{"family": ..., "config": {...}, "plans": [...]}`: enough to rebuild `model`'s architecture without pickle.
+    `plans` lists the pruning plans applied to the base model, in order (`prune.plan.plans_of`)."""
+    from .prune.plan import plans_of
+
+    spec = family_of(model)
+    if plans_of(model):
+        spec["plans"] = plans_of(model)
+    return spec
+
+def apply_plans(model: nn.Module, plans: list[dict]) -> nn.Module:
+    """Re-apply recorded pruning plans to a freshly built base model."""
+    if plans:
+        from .prune.graph import group_widths  # torch-pruning is imported only when a model was pruned
+        from .prune.plan import Plan, prune_model
+
+        for i, record in enumerate(plans):
+            widths = group_widths(model, example_input(model))
+            wrong = [f"{n}: {widths.get(n, 'absent')} here, {w} in the plan" for n, w in record["widths"].items()
+                     if widths.get(n) != w]
+            if wrong:
+                raise ValueError(f"pruning plan {i + 1} does not fit this model ({len(wrong)} groups differ, "
+                                 f"first {wrong[0]})")
+            prune_model(model, Plan(record["keep"], record["widths"]), example_input(model))
+    return model
+
+
+def build_from_spec(spec: dict) -> nn.Module:
+    """The model `model_spec` described: its base built from the registry, its pruning plans re-applied."""
+    return apply_plans(build_base(spec), spec.get("plans", []))
+
+
+def adopt(base: nn.Module, pruned: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
+    """An edgeprune-pruned copy of `base` that carries the weights of `pruned`, a copy of `base` that another tool
+    (Torch-Pruning, NVIDIA ModelOpt, ...) pruned physically: same module names, fewer channels.
+
+    Each group keeps as many channels as `pruned`'s root layer has; the channels themselves come with `pruned`'s
+    state dict, so the result computes exactly what `pruned` computes, and saves and loads as an edgeprune
+    checkpoint (base config + plan + weights) instead of a pickled module. Raises ValueError when `pruned` changed
+    something that is not a group's width (its tensors then do not fit).
+    """
+    from .prune.graph import find_groups
+    from .prune.plan import Plan, pruned_model
+
+    modules = dict(pruned.named_modules())
+    groups = find_groups(base, example_inputs)
+    widths = {}
+    for g in groups:
+        root = modules.get(g.root.name)
+        if root is None:
+            raise ValueError(f"the pruned model has no layer {g.root.name} (was it renamed?)")
+        widths[g.name] = root.weight.shape[0]
+    plan = Plan({name: list(range(w)) for name, w in widths.items()}, {g.name: g.width for g in groups},
+                {"mode": "adopted", "from": type(pruned).__name__})
+    model = pruned_model(base, plan, example_inputs)
+    load_weights(model, pruned.state_dict(), source="the pruned model")
+    return model

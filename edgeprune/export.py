@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .files import atomic_path
+from .utils.files import atomic_path
 
 # onnxruntime vs torch on the same input: scores in [0, 1] within ATOL; box coordinates are in pixels, where a
 # float32 rounding difference of a few 1e-4 px near 0 is normal (stride 32 times a logit), so they get PIXEL_ATOL.

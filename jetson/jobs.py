@@ -6,8 +6,7 @@ time in jetson/worker.py; their public names are re-exported here for the board 
 
 import time
 
-from .backends import (PREPARE, TRTEXEC_DEFAULT, MeasureEnv, backends, cuda_from_python,  # noqa: F401
-                       find_trtexec, trt_python_version)
+from .backends import PREPARE, TRTEXEC_DEFAULT, MeasureEnv, backends, cuda_from_python, find_trtexec, trt_python_version  # noqa: F401
 from .options import BACKENDS, OPTION_DEFAULTS, PRECISIONS, OptionError, parse_options, parse_shape  # noqa: F401
 from .tegrastats import Sampler
 from .worker import describe_error  # noqa: F401

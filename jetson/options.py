@@ -1,7 +1,8 @@
 """The profiling options a request may set, their defaults and checks (docs/jetson.md lists them)."""
 
+from deploy.protocol import PRECISIONS, default_precision  # noqa: F401 (PRECISIONS re-exported)
+
 BACKENDS = ("trt", "trtexec", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "int8")
 OPTION_DEFAULTS = {
     "backend": "trt", "precision": None, "input_shape": None, "warmup": 10, "iterations": 100, "threads": None,
     "tegrastats": True, "layers": False, "workspace_mb": 1024, "dla_core": None, "warmup_ms": None,
@@ -90,7 +91,7 @@ def parse_options(raw, limits=None):
     if opts["backend"] not in BACKENDS:
         raise OptionError("unknown backend {!r}: use one of {}".format(opts["backend"], ", ".join(BACKENDS)),
                           "backend")
-    opts["precision"] = opts["precision"] or ("fp32" if opts["backend"] == "onnxruntime" else "fp16")
+    opts["precision"] = opts["precision"] or default_precision(opts["backend"])
     _check_combinations(opts)
     opts["input_shape"] = parse_shape(opts["input_shape"])
     default_s = limits.job_time_limit_s if limits else DEFAULT_TIME_LIMIT_S

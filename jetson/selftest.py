@@ -173,8 +173,8 @@ def check_trtexec(st):
         st.save("trtexec-help.txt", "\n".join(out.stdout.decode("utf-8", "replace").splitlines()[:60]) + "\n")
     except (OSError, subprocess.SubprocessError):
         pass
-    from deploy.trtexec import detect_version
     from deploy.trt_build import version_string
+    from deploy.trtexec import detect_version
     version = detect_version(path)
     st.facts["trtexec_version"] = version_string(version)
     st.row("trtexec", st.OK, "{} (TensorRT {})".format(path, version_string(version)))

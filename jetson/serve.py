@@ -8,17 +8,18 @@ import signal
 import socket
 import sys
 
+from deploy.protocol import TOKEN_ENV
+
 from . import __version__, board
-from .agent import AgentServer
 from .backends import MeasureEnv, backends
 from .intake import IntakeLimits
 from .jobs import measure
 from .limits import Limits
+from .server import AgentServer
 from .store import JobStore
 from .worker import Worker
 
 log = logging.getLogger("edgeprune.agent")
-TOKEN_ENV = "EDGEPRUNE_AGENT_TOKEN"
 
 
 def is_loopback(host):
@@ -44,14 +45,15 @@ def _token_policy(host, token, require_token):
 
 def serve(host="127.0.0.1", port=8765, state_dir="~/.edgeprune-agent", token=None, require_token=None,
           max_body_mb=512, tegrastats="tegrastats", tegrastats_interval_ms=200, trtexec=None, engine_cache_mb=4096,
-          keep_jobs=5000, board_root="/", limits=None, intake=None):
+          keep_jobs=5000, board_root="/", limits=None, intake=None, measure=measure):
     """Open the state dir, start the worker and bind the server (port 0: any free port). Returns the server:
     `.serve_forever()` in this thread, or `.start()` for a background thread; `.close()` when done.
 
     A token is required unless the agent listens on loopback only (`require_token` overrides); listening
     elsewhere without one is refused. `limits` (jetson.limits.Limits: memory, time limits, queue) defaults to
     this board's; `intake` (jetson.intake.IntakeLimits: connections, body deadlines) to `max_body_mb` and the
-    documented defaults."""
+    documented defaults. `measure` is the job (jetson.jobs.measure); a benchmark of the host's pipeline gives a
+    stand-in whose measurement is a fixed sleep (benchmarks/bench_boards.py)."""
     require_token = _token_policy(host, token, require_token)
     limits = limits or Limits.for_board(board_root)
     intake = intake or IntakeLimits(max_body_mb=max_body_mb)

@@ -1,5 +1,5 @@
 """Session-wide: torch's threads fit the machine as it is when the tests start (on a 2-core machine another busy
-process makes 2 spinning threads several times slower than 1; edgeprune.threads)."""
+process makes 2 spinning threads several times slower than 1; edgeprune.utils.threads)."""
 import torch
 
 from deploy.machine import busy_elsewhere, free_cores

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from edgeprune.data.labels import DatasetSpec, Sample
-from edgeprune.files import atomic_write_text
+from edgeprune.utils.files import atomic_write_text
 
 SPLITS = ("train", "val")
 

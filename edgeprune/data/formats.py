@@ -12,8 +12,22 @@ from typing import Any, Iterable
 import numpy as np
 
 from .coco import coco_folder, coco_image_dir, read_coco
-from .labels import (IMG_EXTS, SKIP, SKIP_FIX, SPLITS, DatasetSpec, LabelError, Sample, Skips, check_box, image_size,
-                     keep, make_sample, read_yaml, root_of)
+from .labels import (
+    IMG_EXTS,
+    SKIP,
+    SKIP_FIX,
+    SPLITS,
+    DatasetSpec,
+    LabelError,
+    Sample,
+    Skips,
+    check_box,
+    image_size,
+    keep,
+    make_sample,
+    read_yaml,
+    root_of,
+)
 from .voc import read_voc
 
 __all__ = ["DatasetSpec", "LabelError", "Sample", "detect_format", "load_dataset", "read_coco", "read_voc",

@@ -20,7 +20,7 @@ from edgeprune.data.synth_fields import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edgeprune.data.synth import SynthConfig
+    from edgeprune.data.synth_config import SynthConfig
 
 
 def db_to_power(db: float | np.ndarray) -> float | np.ndarray:

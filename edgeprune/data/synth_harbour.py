@@ -12,7 +12,7 @@ from edgeprune.data.synth_clutter import Coast, db_to_power, draw_coast, draw_la
 from edgeprune.data.synth_ships import Hull, coverage_window, fits, paint, sample_ship
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edgeprune.data.synth import SynthConfig
+    from edgeprune.data.synth_config import SynthConfig
 
 
 def _coast_points_inside(coast: Coast, size: int, margin: float) -> np.ndarray:

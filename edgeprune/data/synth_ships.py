@@ -16,7 +16,7 @@ import numpy as np
 from edgeprune.data.synth_clutter import db_to_power
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edgeprune.data.synth import SynthConfig
+    from edgeprune.data.synth_config import SynthConfig
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 
 from deploy.stats import LatencyStats
@@ -19,6 +17,7 @@ from .base import (
     normalize_shape,
 )
 from .cache import CachedBackend, LatencyCache, onnx_structure_hash
+from .to_onnx import module_to_onnx
 
 __all__ = [
     "CachedBackend",
@@ -31,6 +30,7 @@ __all__ = [
     "measure",
     "module_to_onnx",
     "onnx_structure_hash",
+    "timing_options",
 ]
 
 
@@ -58,36 +58,17 @@ def get_backend(spec: str = "ort", **options) -> LatencyBackend:
     raise ValueError(f"unknown latency backend {spec!r}: use ort, torch-cuda, tensorrt or remote://host:port")
 
 
-def module_to_onnx(module, input_shape, opset: int = 13) -> bytes:
-    """ONNX bytes of a torch module at `input_shape` (TorchScript exporter, opset 13, weights inside, in memory).
-
-    edgeprune detectors (with `.config`) are exported by edgeprune.export.export_onnx (same names and layout as
-    `edgeprune export`, without the onnxruntime comparison); other modules by torch.onnx.export directly.
-    """
-    import tempfile
-
-    import torch
-
-    shape = normalize_shape(input_shape)
-    config = getattr(module, "config", None)
-    if config is not None and hasattr(config, "in_channels") and len(shape) == 4 and shape[2] == shape[3]:
-        from edgeprune.export import export_onnx
-
-        with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as tmp:
-            path = Path(tmp) / "model.onnx"
-            export_onnx(module, path, img_size=shape[2], opset=opset, batch=shape[0], verify=False)
-            return path.read_bytes()
-    was_training = module.training
-    module.eval()
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.zeros(shape),), buf, opset_version=opset, input_names=["images"],
-                              dynamo=False, do_constant_folding=True)
-    finally:
-        module.train(was_training)
-    return buf.getvalue()
+def timing_options(spec: str, threads: int | None = None, runs: int | None = None,
+                   warmup: int | None = None) -> dict:
+    """`get_backend` options for how a measurement is timed, in each backend's own words: threads mean something
+    to onnxruntime only, and a remote agent counts `iterations` where the local backends count `runs`."""
+    opts = {} if warmup is None else {"warmup": warmup}
+    spec = str(spec)
+    if spec in ("ort", "onnxruntime"):
+        opts["threads"] = threads or None
+    if runs is not None:
+        opts["iterations" if spec.startswith("remote://") else "runs"] = runs
+    return opts
 
 
 def _load_onnx(model) -> bytes:
@@ -103,17 +84,15 @@ def measure(model, input_shape, backend: LatencyBackend | str = "ort",
             cache: LatencyCache | None = None) -> LatencyStats:
     """Latency of `model` (nn.Module, ONNX bytes, or a path to an .onnx file) at `input_shape`.
 
-    A torch module is exported to ONNX first (module_to_onnx); a backend that times modules itself (torch-cuda)
-    gets the module and uses the export only as the cache key. With `cache`, a structure measured before on the
-    same setup is not measured again.
+    A torch module goes to the backend's `measure_module`: exported to ONNX first, or timed as it is by a backend
+    that times modules (torch-cuda), the export then only the cache key. With `cache`, a structure measured before
+    on the same setup is not measured again.
     """
     shape = normalize_shape(input_shape)
     b = get_backend(backend) if isinstance(backend, str) else backend
     if cache is not None and not isinstance(b, CachedBackend):
         b = CachedBackend(b, cache)
-    inner = b.backend if isinstance(b, CachedBackend) else b
-    is_module = not isinstance(model, (bytes, bytearray, str, Path))
-    if is_module and hasattr(inner, "measure_module"):
+    if not isinstance(model, (bytes, bytearray, str, Path)):
         return b.measure_module(model, shape)
-    onnx = module_to_onnx(model, shape) if is_module else _load_onnx(model)
+    onnx = _load_onnx(model)
     return b.measure(onnx, shape)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 from deploy.stats import LatencyStats
 
-Shape = tuple[int, ...]
+from .shape import Shape, normalize_shape  # noqa: F401 (re-exported)
 
 
 class MeasurementError(RuntimeError):
@@ -32,20 +32,6 @@ def fingerprint_json(fingerprint: dict) -> str:
     return json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def normalize_shape(input_shape) -> Shape:
-    """(1, 3, 64, 64) from a tuple, list, or "1,3,64,64"; ValueError for anything else."""
-    if isinstance(input_shape, str):
-        input_shape = [p for p in input_shape.replace("x", ",").split(",") if p.strip()]
-    try:
-        shape = tuple(int(d) for d in input_shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_shape must be a sequence of positive ints such as (1, 3, 640, 640), "
-                         f"not {input_shape!r}") from None
-    if not shape or any(d <= 0 for d in shape):
-        raise ValueError(f"input_shape must be positive ints such as (1, 3, 640, 640), not {input_shape!r}")
-    return shape
-
-
 class LatencyBackend(ABC):
     """Abstract backend. Subclasses set `name` and implement `fingerprint` and `measure`."""
 
@@ -58,6 +44,16 @@ class LatencyBackend(ABC):
     @abstractmethod
     def measure(self, onnx: bytes, input_shape: Shape) -> LatencyStats:
         """Time one ONNX model at `input_shape`; raises MeasurementError when it cannot."""
+
+    times_modules: bool = False  # True: times the torch module itself (torch-cuda); its ONNX only names the structure
+
+    def measure_module(self, module, input_shape: Shape) -> LatencyStats:
+        """Time a torch module: exported to ONNX (`module_to_onnx`) and measured, unless the backend times modules
+        itself."""
+        from .to_onnx import module_to_onnx
+
+        shape = normalize_shape(input_shape)
+        return self.measure(module_to_onnx(module, shape), shape)
 
     def measure_many(self, items: list[tuple[bytes, Shape]]) -> list[LatencyStats]:
         """Measure several models; the default measures them one after another."""

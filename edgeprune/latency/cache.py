@@ -232,12 +232,13 @@ class CachedBackend(LatencyBackend):
         return stats if stats is not None else self._store(key, shape, self.backend.measure(onnx, shape))
 
     def measure_module(self, module, input_shape: Shape, onnx: bytes | None = None) -> LatencyStats:
-        """For backends that time torch modules (torch-cuda): the ONNX export only names the structure."""
-        if not hasattr(self.backend, "measure_module"):
-            raise MeasurementError(f"backend {self.backend.name} measures ONNX models, not torch modules")
+        """A torch module: its ONNX export is the cache key; the backend times that export, or the module itself
+        where it times modules (torch-cuda)."""
         if onnx is None:
-            from . import module_to_onnx
+            from .to_onnx import module_to_onnx
             onnx = module_to_onnx(module, input_shape)
+        if not self.backend.times_modules:
+            return self.measure(onnx, input_shape)
         key, shape, stats = self._lookup(onnx, input_shape)
         return stats if stats is not None else self._store(key, shape,
                                                            self.backend.measure_module(module, shape))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from torch import nn
 
-from ..graph import find_groups
-from ..importance import score_groups
 from ..models import example_input
-from ..prune import plan_from_ratios, prune_model
+from ..prune.graph import find_groups
+from ..prune.importance import score_groups
+from ..prune.plan import plan_from_ratios, prune_model
 from .predictor import LatencyPredictor, measure_models
 
 __all__ = ["UNIFORM", "calibration_models", "default_align", "predictor_for", "pruned_copy"]

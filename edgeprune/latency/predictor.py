@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..files import atomic_write_text
+from ..utils.files import atomic_write_text
 from .fit import fit_correction, mape, pearson, spearman
 from .layers import Unit, decompose, unit_onnx
 
@@ -69,7 +69,7 @@ def model_onnx(model: nn.Module, input_shape: tuple[int, ...], opset: int = 13) 
 def measure_models(models: Iterable[nn.Module], backend, input_shape: tuple[int, ...]) -> list[float]:
     """Median latency (ms) of each whole model on `backend`, all sent in one `measure_many` call."""
     try:  # the backends' own export (same graph as `edgeprune export`, and the latency cache's key)
-        from . import module_to_onnx as export
+        from .to_onnx import module_to_onnx as export
     except ImportError:
         export = model_onnx
     models, out = list(models), []

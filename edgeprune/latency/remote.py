@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
+from deploy.protocol import TOKEN_ENV, default_precision
 from deploy.stats import LatencyStats
 
 from .base import LatencyBackend, MeasurementError, Shape, normalize_shape
@@ -34,7 +35,6 @@ from .base import LatencyBackend, MeasurementError, Shape, normalize_shape
 # in a farm share cached figures).
 DEVICE_FACTS = ("model", "l4t", "jetpack", "tensorrt", "cuda")
 STOPPED = "agent stopped before this job finished"
-TOKEN_ENV = "EDGEPRUNE_AGENT_TOKEN"  # the token when none is given: the same variable the agent reads
 
 
 class BoardDown(Exception):
@@ -109,7 +109,7 @@ class RemoteBackend(LatencyBackend):
                  backoff_s: float = 0.5, poll_s: float = 0.05, max_poll_s: float = 2.0, max_resubmits: int = 2) -> None:
         self.hosts = parse_hosts(hosts) if isinstance(hosts, str) else [h for h in hosts]
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
-        self.options = {"backend": backend, "precision": precision or ("fp32" if backend == "onnxruntime" else "fp16"),
+        self.options = {"backend": backend, "precision": precision or default_precision(backend),
                         "warmup": int(warmup), "iterations": int(iterations), "tegrastats": bool(tegrastats)}
         if threads is not None:
             self.options["threads"] = int(threads)

@@ -29,6 +29,7 @@ def _cuda():
 
 class TorchCudaBackend(LatencyBackend):
     name = "torch-cuda"
+    times_modules = True
 
     def __init__(self, cuda_graph: bool = False, warmup: int = 20, runs: int = 100, device: str = "cuda:0",
                  precision: str = "fp32") -> None:
@@ -41,7 +42,8 @@ class TorchCudaBackend(LatencyBackend):
         torch = _cuda()
         dev = torch.device(self.device)
         props = torch.cuda.get_device_properties(dev)
-        return {"backend": "torch-cuda", "device": props.name, "capability": list(torch.cuda.get_device_capability(dev)),
+        capability = list(torch.cuda.get_device_capability(dev))
+        return {"backend": "torch-cuda", "device": props.name, "capability": capability,
                 "torch": torch.__version__, "cuda": torch.version.cuda,
                 "cudnn": torch.backends.cudnn.version(), "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
                 "cuda_graph": self.cuda_graph, "precision": self.precision}

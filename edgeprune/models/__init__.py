@@ -14,9 +14,16 @@ from torch import nn
 from .yolov5 import YOLOv5, YOLOv5Config
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_FAMILIES: dict[str, Callable[[dict], nn.Module]] = {
-    "yolov5": lambda cfg: YOLOv5(YOLOv5Config.from_dict(cfg)),
-}
+_FAMILIES: dict[str, tuple[type, Callable[[dict], nn.Module]]] = {}  # family -> (its class, config dict -> model)
+
+
+def register_family(name: str, cls: type, build: Callable[[dict], nn.Module]) -> None:
+    """A detector family checkpoints can rebuild: instances of `cls` carry a `config` with `to_dict()`, and
+    `build(config_dict)` makes a fresh, unpruned one."""
+    _FAMILIES[name] = (cls, build)
+
+
+register_family("yolov5", YOLOv5, lambda cfg: YOLOv5(YOLOv5Config.from_dict(cfg)))
 
 
 def register_model(name: str) -> Callable:
@@ -37,46 +44,25 @@ def create_model(name: str, num_classes: int = 80, **kwargs) -> nn.Module:
     return _REGISTRY[name](num_classes=num_classes, **kwargs)
 
 
-def model_spec(model: nn.Module) -> dict:
-    """`{"family": ..., "config": {...}, "plans": [...]}`: enough to rebuild `model`'s architecture without pickle.
+def build_base(spec: dict) -> nn.Module:
+    """The unpruned model a spec names (its family and config); edgeprune.checkpoint re-applies the plans."""
+    family = spec.get("family")
+    if family not in _FAMILIES:
+        raise KeyError(f"unknown model family {family!r}; known: {', '.join(_FAMILIES)}")
+    return _FAMILIES[family][1](spec["config"])
 
-    `plans` lists the pruning plans applied to the base model, in order (edgeprune.prune.prune_model records them).
-    """
-    if not isinstance(model, YOLOv5):
-        raise TypeError(f"{type(model).__name__} is not a registered detector family ({', '.join(_FAMILIES)})")
-    spec = {"family": "yolov5", "config": model.config.to_dict()}
-    if getattr(model, "pruning_plans", None):
-        spec["plans"] = model.pruning_plans
-    return spec
+
+def family_of(model: nn.Module) -> dict:
+    """`{"family": ..., "config": {...}}` of a model of a registered family; TypeError for any other module."""
+    for name, (cls, _) in _FAMILIES.items():
+        if isinstance(model, cls):
+            return {"family": name, "config": model.config.to_dict()}
+    raise TypeError(f"{type(model).__name__} is not a registered detector family ({', '.join(_FAMILIES)})")
 
 
 def example_input(model: nn.Module, size: int = 64) -> torch.Tensor:
     """A small input that traces every layer (the shape pruning needs, not one the model is used at)."""
     return torch.zeros(1, getattr(getattr(model, "config", None), "in_channels", 3), size, size)
-
-
-def apply_plans(model: nn.Module, plans: list[dict]) -> nn.Module:
-    """Re-apply recorded pruning plans to a freshly built base model."""
-    if plans:
-        from ..graph import group_widths  # torch-pruning is imported only when a model was pruned
-        from ..prune import Plan, prune_model
-
-        for i, record in enumerate(plans):
-            widths = group_widths(model, example_input(model))
-            wrong = [f"{n}: {widths.get(n, 'absent')} here, {w} in the plan" for n, w in record["widths"].items()
-                     if widths.get(n) != w]
-            if wrong:
-                raise ValueError(f"pruning plan {i + 1} does not fit this model ({len(wrong)} groups differ, "
-                                 f"first {wrong[0]})")
-            prune_model(model, Plan(record["keep"], record["widths"]), example_input(model))
-    return model
-
-
-def build_from_spec(spec: dict) -> nn.Module:
-    family = spec.get("family")
-    if family not in _FAMILIES:
-        raise KeyError(f"unknown model family {family!r}; known: {', '.join(_FAMILIES)}")
-    return apply_plans(_FAMILIES[family](spec["config"]), spec.get("plans", []))
 
 
 _YOLOV5_SIZES = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75), "l": (1.0, 1.0), "x": (1.33, 1.25)}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..ops import bbox_ciou
+from ..evaluate.ops import bbox_ciou
 from .yolov5 import Detect
 
 # The two neighbours tried besides the centre cell: left/up/right/down offsets (in cells).

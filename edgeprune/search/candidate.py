@@ -7,17 +7,16 @@ less the predictor's error margin, is not dominated by a candidate measured earl
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..complexity import count_flops, count_params
-from ..evaluate import evaluate
+from ..evaluate.accuracy import evaluate
+from ..evaluate.complexity import count_flops, count_params
 from ..models import example_input
-from ..prune import Plan, prune_model
+from ..prune.plan import Plan, pruned_model
 from .objective import Scores, pareto_front
 
 __all__ = ["Candidate", "Evaluator", "recalibrate_bn"]
@@ -67,25 +66,22 @@ def recalibrate_bn(model: nn.Module, loader, batches: int) -> nn.Module:
 class Evaluator:
     """Scores candidates of one base model. `predictor` and `backend` may be None (FLOPs-only searches)."""
 
-    def __init__(self, base: nn.Module, groups, scores, space, bn_loader, val_loader, img_size: int,
+    def __init__(self, base: nn.Module, groups, importance, space, bn_loader, val_loader, img_size: int,
                  predictor=None, backend=None, measure: str = "pareto", bn_batches: int = 4,
                  conf_thres: float = 0.01, margin: float = 0.05) -> None:
         if measure not in ("all", "pareto", "none"):
             raise ValueError(f"measure policy must be all, pareto or none, not {measure!r}")
         if measure != "none" and backend is None:
             raise ValueError(f"measure={measure!r} needs a latency backend")
-        self.base, self.groups, self.scores, self.space = base.eval(), groups, scores, space
+        self.base, self.groups, self.importance, self.space = base.eval(), groups, importance, space
         self.bn_loader, self.val_loader, self.img_size = bn_loader, val_loader, img_size
         self.predictor, self.backend, self.measure_policy = predictor, backend, measure
         self.bn_batches, self.conf_thres, self.margin = bn_batches, conf_thres, margin
         self.shape = (1, 3, img_size, img_size)
 
     def prune(self, scope_ratios: dict[str, float]) -> tuple[nn.Module, Plan]:
-        model = copy.deepcopy(self.base)
-        plan = self.space.plan(scope_ratios, self.scores)
-        with torch.no_grad():
-            prune_model(model, plan, example_input(model))
-        return model.eval(), plan
+        plan = self.space.plan(scope_ratios, self.importance)
+        return pruned_model(self.base, plan, example_input(self.base)), plan
 
     def evaluate(self, scope_ratios: dict[str, float], measured_front: list[tuple[float, float]] | None = None,
                  predict_only: bool = False) -> Candidate:

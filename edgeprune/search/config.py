@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..files import write_json
+from ..utils.files import write_json
 
 __all__ = ["SearchConfig", "parse_ms"]
 

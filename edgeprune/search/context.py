@@ -9,9 +9,9 @@ from deploy.machine import usable_cores
 from ..checkpoint import load_model
 from ..data.dataset import build_loader
 from ..data.formats import load_dataset
-from ..graph import find_groups
-from ..importance import score_groups
 from ..models import example_input
+from ..prune.graph import find_groups
+from ..prune.importance import score_groups
 from .candidate import Evaluator
 from .config import SearchConfig
 from .objective import Objective
@@ -32,7 +32,7 @@ class SearchContext:
         torch.set_num_threads(cpu_share(cfg.workers))
         self.model = load_model(cfg.checkpoint).eval()
         self.groups = find_groups(self.model, example_input(self.model))
-        self.scores = score_groups(self.groups, cfg.importance)
+        self.importance = score_groups(self.groups, cfg.importance)  # per channel, to rank what a plan keeps
         self.space = SearchSpace(self.groups, scopes_for(self.groups, cfg.scopes), cfg.step, cfg.max_ratio,
                                  cfg.round_to, cfg.min_width)
         spec = load_dataset(cfg.data, skip_bad=cfg.skip_bad)
@@ -47,23 +47,18 @@ class SearchContext:
                                       seed=cfg.seed)
         self.backend = self._backend()
         self.predictor = self._predictor(build_predictor, log)
-        self.evaluator = Evaluator(self.model, self.groups, self.scores, self.space, self.bn_loader,
+        self.evaluator = Evaluator(self.model, self.groups, self.importance, self.space, self.bn_loader,
                                    self.val_loader, cfg.img_size, self.predictor, self.backend, cfg.measure,
                                    cfg.bn_batches, cfg.conf_thres)
 
     def _backend(self):
-        from ..latency import CachedBackend, LatencyCache, get_backend
+        from ..latency import CachedBackend, LatencyCache, get_backend, timing_options
 
         cfg = self.cfg
         if cfg.backend == "none":
             return None
-        opts: dict = {"warmup": cfg.warmup}
-        if cfg.backend in ("ort", "onnxruntime"):
-            opts.update(threads=cfg.threads or cpu_share(cfg.workers), runs=cfg.runs)
-        elif cfg.backend.startswith("remote://"):
-            opts.update(iterations=cfg.runs)
-        else:
-            opts.update(runs=cfg.runs)
+        opts = timing_options(cfg.backend, threads=cfg.threads or cpu_share(cfg.workers), runs=cfg.runs,
+                              warmup=cfg.warmup)
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         return CachedBackend(get_backend(cfg.backend, **opts), LatencyCache(cfg.run_dir / "latency.sqlite"))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..distill import DetectionKD
+from ..train.distill import DetectionKD
 
 __all__ = ["fine_tuned", "kd_loss"]
 
@@ -30,7 +30,7 @@ def fine_tuned(model: nn.Module, teacher: nn.Module, images: list, img_size: int
     over `batch_size` is the iterations), lr0 constant to the end of a cosine, no warm-up, no EMA. Start from a
     BN-recalibrated copy: with BN momentum 0.03, 24 iterations leave half of the dense model's statistics in
     place, and the short fine-tune then scored below the recalibration alone (0.02 against 0.13 mAP@0.5)."""
-    from ..train import TrainConfig, Trainer
+    from ..train.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(epochs=1, batch_size=batch_size, img_size=img_size, lr0=lr0, warmup_epochs=0.0, ema=False,
                       eval_every=1)

@@ -11,12 +11,12 @@ import optuna
 from optuna.trial import TrialState
 
 from ..checkpoint import save_checkpoint
-from ..files import atomic_write_text, write_json
-from ..tables import format_table, markdown_table
+from ..report.tables import format_table, markdown_table
+from ..utils.files import atomic_write_text, write_json
 from .context import SearchContext
-from .study import resolve_target
 from .objective import choose, pareto_front
 from .rescore import rescore, row_scores
+from .trials import resolve_target
 
 __all__ = ["RESULT_FILES", "choose_trial", "trial_rows", "write_report"]
 
@@ -57,7 +57,7 @@ def choose_trial(study: optuna.Study, ctx: SearchContext, rows: list[dict], log=
 
 
 def _row(name: str, s: dict, base: dict) -> dict:
-    """A summary row of raw numbers: edgeprune.tables writes them the same way as every other table."""
+    """A summary row of raw numbers: edgeprune.report.tables writes them the same way as every other table."""
     return {"model": name, "params": s["params"], "GFLOPs": s["flops"] / 1e9, "latency_ms": s["latency_ms"],
             "speedup": base["latency_ms"] / s["latency_ms"], "mAP50": s["map50"], "mAP50-95": s["map"]}
 

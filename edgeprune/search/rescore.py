@@ -14,7 +14,7 @@ import time
 
 import optuna
 
-from ..evaluate import evaluate
+from ..evaluate.accuracy import evaluate
 from .context import SearchContext
 from .objective import Scores, pareto_front
 from .proxy import fine_tuned

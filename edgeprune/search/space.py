@@ -17,8 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..graph import Group
-from ..prune import Plan, plan_from_ratios
+from ..prune.graph import Group
+from ..prune.plan import Plan, plan_from_ratios
 
 __all__ = ["SearchSpace", "scopes_for"]
 

@@ -19,12 +19,13 @@ import sqlalchemy
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from ..files import write_json
 from ..latency.base import MeasurementError
+from ..utils.files import write_json
 from .config import SearchConfig
 from .context import SearchContext
 from .objective import Scores
 from .sensitivity import measure_sensitivity, seed_trials
+from .trials import base_scores, counts, measured_front, resolve_target
 
 __all__ = ["open_storage", "open_study", "prepare", "run_search", "run_worker"]
 
@@ -84,33 +85,6 @@ def _study_for(cfg: SearchConfig, ctx: SearchContext, seed: int) -> optuna.Study
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return open_study(cfg, ctx.objective.directions, seed)
-
-
-def counts(study: optuna.Study) -> dict[TrialState, int]:
-    out = {s: 0 for s in TrialState}
-    for t in study.get_trials(deepcopy=False):
-        out[t.state] += 1
-    return out
-
-
-def base_scores(study: optuna.Study) -> Scores:
-    return Scores(**study.user_attrs["base"])
-
-
-def resolve_target(ctx: SearchContext, study: optuna.Study) -> None:
-    """`--speedup X` becomes a latency target: the base model's latency as measured on this backend, over X."""
-    if ctx.cfg.speedup:
-        ctx.objective.target_latency_ms = base_scores(study).latency_ms / ctx.cfg.speedup
-
-
-def measured_front(study: optuna.Study) -> list[tuple[float, float]]:
-    """(mAP@0.5, measured ms) of every measured point: base, uniform baseline and completed trials."""
-    pts = [(p["map50"], p["latency_ms"]) for p in [study.user_attrs.get("base", {})]
-           + study.user_attrs.get("uniform", []) if p]
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("measured_ms") is not None:
-            pts.append((t.user_attrs["map50"], t.user_attrs["measured_ms"]))
-    return pts
 
 
 def prepare(cfg: SearchConfig, ctx: SearchContext, progress: bool = True, log=print) -> optuna.Study:

@@ -5,7 +5,7 @@ import torch
 
 from benchmarks.peers import PeerUnavailable, modelopt_fastnas, narrow_yolov5, torch_pruning_uniform
 from edgeprune.checkpoint import load_model, save_checkpoint
-from edgeprune.complexity import count_flops
+from edgeprune.evaluate.complexity import count_flops
 from edgeprune.export import export_onnx
 from edgeprune.models import create_model
 

@@ -11,6 +11,7 @@ import pytest
 
 from deploy import trt_build, trt_run
 
+
 class FakeCuda(object):
     """Device memory in host bytearrays; events read the host clock."""
     name, stream_handle, closed = "fake-cuda", 7, False

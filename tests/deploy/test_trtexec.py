@@ -14,8 +14,15 @@ import pytest
 
 from deploy import trtexec
 from deploy.trt_build import EngineBuildError
-from deploy.trtexec_parse import (TrtexecFailed, filter_warmup, parse_export_profile, parse_export_times,
-                                  parse_log, summary_stats, times_stats)
+from deploy.trtexec_parse import (
+    TrtexecFailed,
+    filter_warmup,
+    parse_export_profile,
+    parse_export_times,
+    parse_log,
+    summary_stats,
+    times_stats,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "device"
 LOG_82 = FIXTURES / "trtexec_trt8.2.1_jetson-nano-jp4.6_yolov8n-best_summary-excerpt.log"
@@ -200,10 +207,10 @@ def test_export_times_warmup_filter():
 def test_export_profile_layers():
     count, layers = parse_export_profile(PROFILE)
     assert count == 1 and len(layers) == 103
-    by_name = dict((l["name"], l) for l in layers)
+    by_name = {layer["name"]: layer for layer in layers}
     conv = by_name["Conv__435 + resnet50/conv1_relu/Relu"]
     assert conv["median_ms"] == 0.433152 and conv["percentage"] == 3.49323
-    assert sum(l["percentage"] for l in layers) == pytest.approx(100.0, abs=1e-3)
+    assert sum(layer["percentage"] for layer in layers) == pytest.approx(100.0, abs=1e-3)
 
 
 def test_export_profile_before_84_has_no_median(tmp_path):

@@ -5,7 +5,7 @@ import torch
 
 from deploy.onnx_info import inspect
 from deploy.onnxruntime_runner import OnnxRuntimeRunner
-from edgeprune.complexity import count_flops
+from edgeprune.evaluate.complexity import count_flops
 from edgeprune.export import ATOL, RTOL, export_onnx
 from edgeprune.models import create_model
 

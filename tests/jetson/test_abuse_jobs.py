@@ -19,8 +19,7 @@ from jetson.serve import _parser
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from jetson_helpers import (MODEL, SubprocessAgent, call, call_full, profile, submit, tiny_onnx,  # noqa: E402
-                            wait)
+from jetson_helpers import MODEL, SubprocessAgent, call, call_full, profile, submit, tiny_onnx, wait  # noqa: E402
 
 LONG = {"iterations": 1000000, "warmup": 0}  # about 20 s of a tiny model: far longer than any test waits
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from jetson_helpers import ROOT, python36
 
 from jetson import tinyonnx
 from jetson.protobuf import onnx_inputs
-from jetson_helpers import ROOT, python36
 
 FIXTURES = ROOT / "tests" / "fixtures" / "device"
 TEGRA = FIXTURES / "tegrastats_tx2_l4t-r32-style_vddsys-rails_sudo.log"

@@ -12,7 +12,6 @@ from edgeprune.data.convert import convert_to_yolo
 from edgeprune.data.formats import DatasetSpec, Sample, load_dataset
 
 
-
 def _same_boxes(a: DatasetSpec, b: DatasetSpec) -> None:
     assert a.names == b.names
     for split in ("train", "val"):

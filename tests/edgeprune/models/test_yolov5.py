@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from edgeprune.models import build_from_spec, create_model, list_models, model_spec
+from edgeprune.checkpoint import build_from_spec, model_spec
+from edgeprune.models import create_model, list_models
 from edgeprune.models.loss import YOLOv5Loss
 
 

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from edgeprune.graph import find_groups
-from edgeprune.importance import score_groups
 from edgeprune.models import create_model, example_input
+from edgeprune.prune.graph import find_groups
+from edgeprune.prune.importance import score_groups
 from edgeprune.search import SearchSpace, scopes_for
 
 

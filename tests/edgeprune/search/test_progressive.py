@@ -1,0 +1,146 @@
+"""Progressive latency-budgeted pruning on the real onnxruntime backend: the schedule meets its target, logs the
+predicted and measured latency of every step, and a run killed mid-schedule resumes from the last finished step."""
+import json
+
+import pytest
+import torch
+
+import edgeprune.search.progressive as progressive
+from edgeprune.data.formats import load_dataset
+from edgeprune.data.synth import synthesize
+from edgeprune.latency import get_backend, measure
+from edgeprune.latency.calibrate import predictor_for
+from edgeprune.latency.layers import decompose
+from edgeprune.models import create_model
+from edgeprune.search.progressive import Schedule, progressive_prune
+from tests.edgeprune.latency.test_predictor import FlopsBackend
+
+pytest.importorskip("onnxruntime")
+IMG = 160  # at 96 px a yolov5n's onnxruntime latency is mostly fixed overhead: no cut reaches 0.7x
+
+
+class MacsTable:
+    """A stand-in latency table: a model's conv MACs (millions) at IMG, read from its units."""
+
+    align = 8
+
+    def predict(self, model_or_units) -> float:
+        units = model_or_units if isinstance(model_or_units, list) else decompose(model_or_units, (1, 3, IMG, IMG))
+        return sum(u.cin * u.cout * u.attrs["h"] * u.attrs["w"] * u.attrs["kernel"][0] * u.attrs["kernel"][1]
+                   for u in units if u.op == "conv") / 1e6
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("progressive")
+    return root, load_dataset(synthesize(root / "data", 8, 4, size=IMG, seed=5, progress=False))
+
+
+def _model():
+    torch.manual_seed(0)
+    return create_model("yolov5n", 1).eval()
+
+
+@pytest.fixture(scope="module")
+def setup(data):
+    """The real thing: onnxruntime on this CPU and a latency table calibrated on it."""
+    root, spec = data
+    model = _model()
+    backend = get_backend("ort", threads=1, runs=20, warmup=5)
+    predictor = predictor_for(model, (1, 3, IMG, IMG), backend, root / "table.json", levels=(0.5, 1.0),
+                              log=lambda s: None)
+    yield model, spec, backend, predictor
+    backend.close()
+
+
+@pytest.fixture()
+def fake(data):
+    """A deterministic device (latency ∝ FLOPs, 10 % above the table's figure) for the schedule's bookkeeping."""
+    return _model(), data[1], FlopsBackend(scale=1.1e-6), MacsTable()
+
+
+def _schedule(base_ms: float, **kw) -> Schedule:
+    return Schedule(target_ms=0.7 * base_ms, steps=2, epochs=2, img_size=IMG, batch_size=4, **kw)
+
+
+@pytest.mark.slow  # 2.5 min: the latency table's calibration alone is 75 s on this 2-core CPU
+def test_the_schedule_stops_at_the_measured_target(setup, tmp_path):
+    model, spec, backend, predictor = setup
+    schedule = _schedule(measure(model, (1, 3, IMG, IMG), backend).median_ms)
+    final, state = progressive_prune(model, model, spec, backend, predictor, schedule, tmp_path, log=lambda s: None)
+    steps = state["steps"]
+    assert [s["step"] for s in steps] == [1, 2] and all(s["done"] for s in steps)
+    assert state["met"] and steps[-1]["measured_ms"] <= schedule.target_ms * (1 + schedule.tolerance)
+    assert steps[0]["measured_ms"] > steps[1]["measured_ms"]  # the aim moves down the line step by step
+    assert all(s["predicted_ms"] > 0 and s["mAP50"] is not None for s in steps)
+    assert steps[-1]["params"] < sum(p.numel() for p in model.parameters())
+    saved = json.loads((tmp_path / "progressive.json").read_text())
+    assert saved["steps"][-1]["measured_ms"] == steps[-1]["measured_ms"]
+    assert sum(p.numel() for p in final.parameters()) == steps[-1]["params"]
+
+
+def test_a_killed_schedule_resumes_from_the_last_finished_step(fake, tmp_path, monkeypatch):
+    model, spec, backend, predictor = fake
+    schedule = _schedule(measure(model, (1, 3, IMG, IMG), backend).median_ms)
+    real_recover, real_cut = progressive._recover, progressive._cut
+    calls = []
+
+    def dies_in_step_2(cut, teacher, spec_, sched, k, out, progress, rec):
+        if k == 2:
+            raise KeyboardInterrupt("killed")
+        return real_recover(cut, teacher, spec_, sched, k, out, progress, rec)
+
+    monkeypatch.setattr(progressive, "_recover", dies_in_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        progressive_prune(model, model, spec, backend, predictor, schedule, tmp_path, log=lambda s: None)
+    state = json.loads((tmp_path / "progressive.json").read_text())
+    assert [(s["step"], s["done"]) for s in state["steps"]] == [(1, True), (2, False)]
+    step1 = (tmp_path / "step1" / "metrics.csv").read_text()
+
+    def counted(*a, **kw):  # (current, k, ...)
+        calls.append(a[1])
+        return real_cut(*a, **kw)
+
+    monkeypatch.setattr(progressive, "_recover", real_recover)
+    monkeypatch.setattr(progressive, "_cut", counted)
+    _, state = progressive_prune(model, model, spec, backend, predictor, schedule, tmp_path, log=lambda s: None)
+    assert calls == []  # step 2's cut was saved before its recovery: nothing is cut again
+    assert [(s["step"], s["done"]) for s in state["steps"]] == [(1, True), (2, True)]
+    assert (tmp_path / "step1" / "metrics.csv").read_text() == step1  # step 1 was not trained again
+    assert (tmp_path / "step2" / "last.pt").is_file()
+
+
+def test_taylor_importance_scores_each_cut_on_its_own_gradients(fake, tmp_path, monkeypatch):
+    model, spec, backend, predictor = fake
+    schedule = _schedule(measure(model, (1, 3, IMG, IMG), backend).median_ms, importance="taylor", taylor_batches=1)
+    seen = []
+    real = progressive.score_groups
+
+    def scored(groups, criterion):
+        seen.append(sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters()))
+        return real(groups, criterion)
+
+    monkeypatch.setattr(progressive, "score_groups", scored)
+    final, state = progressive_prune(model, model, spec, backend, predictor, schedule, tmp_path, log=lambda s: None)
+    assert len(seen) == 2  # one scoring per cut, each after a backward pass on training batches
+    assert seen[0] > 0 and all(p.grad is None for p in model.parameters())  # the gradients are not left behind
+    assert state["steps"][-1]["params"] < sum(p.numel() for p in model.parameters())
+
+
+def test_other_settings_in_the_same_directory_are_refused(fake, tmp_path):
+    model, spec, backend, predictor = fake
+    (tmp_path / "progressive.json").write_text(json.dumps({"format": progressive.FORMAT, "schedule": {"steps": 9},
+                                                           "steps": []}))
+    with pytest.raises(ValueError, match="other settings"):
+        progressive_prune(model, model, spec, backend, predictor, _schedule(1.0), tmp_path, log=lambda s: None)
+
+
+@pytest.mark.parametrize("extra, says", [([], "--target-latency MS or --speedup S"),
+                                         (["--speedup", "2"], "--data DATA"),
+                                         (["--speedup", "2", "--data", "d.yaml", "--ratio", "0.5"], "drop --ratio")])
+def test_the_cli_says_what_a_progressive_run_needs(tmp_path, capsys, extra, says):
+    from edgeprune.cli import EXIT_INPUT, main
+
+    assert main(["prune", str(tmp_path / "base.pt"), "-o", str(tmp_path / "p.pt"), "--progressive", *extra]) \
+        == EXIT_INPUT
+    assert says in capsys.readouterr().err

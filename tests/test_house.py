@@ -1,0 +1,103 @@
+"""The house's rules, read from the source with the standard library's ast: the package root holds only entry
+modules, and no module imports itself back through others, at module level or inside a function."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("edgeprune", "deploy", "jetson")
+ENTRY_MODULES = {"__init__.py", "checkpoint.py", "export.py"}  # what a user imports first; stages live in packages
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
+    return {module_name(p, root): p for pkg in packages for p in (root / pkg).rglob("*.py")}
+
+
+def import_graph(known: dict[str, Path]) -> dict[str, set[str]]:
+    return {name: imported(name, path, known) for name, path in known.items()}
+
+
+def imported(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """Every module of ours that `path` imports anywhere (module level, functions, conditionals), by the deepest
+    name that is a module: `from .prune import plan` is edgeprune.prune.plan, `from .prune import Plan` is
+    edgeprune.prune (its __init__)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        for t in targets:
+            while t and t not in known:  # `import a.b.c` of a module we have: its deepest known prefix
+                t = t.rpartition(".")[0]
+            if t and t != name:
+                found.add(t)
+    return found
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_module_imports_itself_back():
+    assert cycles(import_graph(modules())) == []
+
+
+def test_the_checker_finds_a_cycle_hidden_inside_a_function(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from .b import B\n")
+    (pkg / "a.py").write_text("def f():\n    from .sub import B\n    return B\n")
+    (pkg / "sub" / "b.py").write_text("class B:\n    pass\n")
+    (pkg / "c.py").write_text("import pkg.a\n")
+    assert cycles(import_graph(modules(tmp_path, ("pkg",)))) == []
+    (pkg / "sub" / "b.py").write_text("import os\n\n\nclass B:\n    def g(self):\n        from ..a import f\n")
+    assert cycles(import_graph(modules(tmp_path, ("pkg",)))) == [["pkg.a", "pkg.sub", "pkg.sub.b"]]
+
+
+def test_the_package_root_holds_only_entry_modules():
+    loose = sorted(p.name for p in (ROOT / "edgeprune").glob("*.py") if p.name not in ENTRY_MODULES)
+    assert loose == [], f"put these in the package of their stage: {loose}"
