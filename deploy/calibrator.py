@@ -16,19 +16,24 @@ refused before any memory is taken.
 """
 
 import os
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
 
 PAD_VALUE = 114
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def letterbox_geometry(width, height, out_w, out_h):
+def letterbox_geometry(width: int, height: int, out_w: int, out_h: int) -> Tuple[int, int, int, int]:
     """(new_w, new_h, x0, y0): the resized size and top-left corner, rounded as the host rounds them."""
     r = min(float(out_w) / width, float(out_h) / height)
     nw, nh = max(1, int(round(width * r))), max(1, int(round(height * r)))
     return nw, nh, int(round((out_w - nw) / 2.0 - 0.1)), int(round((out_h - nh) / 2.0 - 0.1))
 
 
-def to_8bit(im):
+def to_8bit(im: "Image.Image") -> "Image.Image":
     """'L' or 'RGB'; 16-bit / float SAR amplitude stretched linearly from its min to its max.
 
     The host's dataset uses this same function, so calibration images match training images exactly."""
@@ -44,7 +49,7 @@ def to_8bit(im):
     return im.convert("L" if im.mode in ("1", "LA", "La") else "RGB")
 
 
-def load_image(path, out_h, out_w, channels=3):
+def load_image(path: Union[str, os.PathLike], out_h: int, out_w: int, channels: int = 3) -> "np.ndarray":
     """One letterboxed image as float32 [channels, out_h, out_w] in [0, 1]."""
     import numpy as np
     from PIL import Image
@@ -67,14 +72,15 @@ def load_image(path, out_h, out_w, channels=3):
     return canvas.transpose(2, 0, 1).astype(np.float32) / 255.0
 
 
-def list_images(folder):
+def list_images(folder: Union[str, os.PathLike]) -> List[str]:
     names = sorted(n for n in os.listdir(str(folder)) if n.lower().endswith(IMAGE_SUFFIXES))
     if not names:
         raise ValueError("no images ({}) in calibration folder {}".format(", ".join(IMAGE_SUFFIXES), folder))
     return [os.path.join(str(folder), n) for n in names]
 
 
-def write_random_npy(path, shape, max_bytes=None, seed=0):
+def write_random_npy(path: Union[str, os.PathLike], shape: Iterable[int], max_bytes: Optional[int] = None,
+                     seed: int = 0) -> Union[str, os.PathLike]:
     """A float32 .npy file of `shape` ([M, C, H, W]) with values uniform in [0, 1), written through a memory map
     (never more than a chunk in memory); ValueError when it would exceed `max_bytes`. Returns `path`."""
     import numpy as np
@@ -99,7 +105,8 @@ class CalibrationData(object):
     An incomplete last batch is dropped; `max_batches` limits how many batches are produced.
     """
 
-    def __init__(self, source, shape, max_batches=None):
+    def __init__(self, source: Union[str, os.PathLike], shape: Sequence[int],
+                 max_batches: Optional[int] = None) -> None:
         self.source, self.shape = str(source), tuple(int(d) for d in shape)
         if len(self.shape) != 4 or self.shape[1] not in (1, 3):
             raise ValueError("calibration needs an NCHW input with 1 or 3 channels, not {}".format(self.shape))
@@ -128,10 +135,10 @@ class CalibrationData(object):
                              "NCHW float32)".format(self.source, a.shape, *self.shape[1:]))
         return a
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.batches
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator["np.ndarray"]:
         import numpy as np
 
         n, c, h, w = self.shape
@@ -146,10 +153,10 @@ class CalibrationData(object):
 class _Feeds(object):
     """CalibrationData as Polygraphy's data loaders are: re-iterable feed dicts."""
 
-    def __init__(self, data, input_name):
+    def __init__(self, data: CalibrationData, input_name: str) -> None:
         self.data, self.input_name = data, input_name
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Dict[str, "np.ndarray"]]:
         for batch in self.data:
             yield {self.input_name: batch}
 
@@ -167,16 +174,16 @@ def _entropy_calibrator(trt, data, cache_path):
     from .files import write_atomic
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self):
+        def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)  # required by TensorRT's Python trampolines
             self.batches = iter(data) if data is not None else iter(())
             self.batch_size = data.shape[0] if data is not None else 1
             self.cuda, self.ptr = None, None
 
-        def get_batch_size(self):
+        def get_batch_size(self) -> int:
             return self.batch_size
 
-        def get_batch(self, names):
+        def get_batch(self, names: List[str]) -> Optional[List[int]]:
             try:
                 batch = next(self.batches)
             except StopIteration:
@@ -189,14 +196,14 @@ def _entropy_calibrator(trt, data, cache_path):
             self.cuda.sync()
             return [self.ptr]
 
-        def read_calibration_cache(self):
+        def read_calibration_cache(self) -> Optional[bytes]:
             return _read_cache(cache_path)
 
-        def write_calibration_cache(self, cache):
+        def write_calibration_cache(self, cache: Any) -> None:
             if cache_path:
                 write_atomic(cache_path, cache)
 
-        def release(self):
+        def release(self) -> None:
             if self.cuda is not None:
                 self.cuda.free(self.ptr)
                 self.cuda.close()
@@ -205,7 +212,7 @@ def _entropy_calibrator(trt, data, cache_path):
     return EntropyCalibrator()
 
 
-def use_polygraphy_calibrator(version):
+def use_polygraphy_calibrator(version: Union[str, int, Tuple[int, ...]]) -> bool:
     """Polygraphy's Calibrator runs on TensorRT ≥ 8.5 only (PyPI Polygraphy imports `tensorrt>=8.5`)."""
     from .trt_versions import parse_version
 
@@ -219,7 +226,9 @@ def use_polygraphy_calibrator(version):
     return True
 
 
-def make_calibrator(trt, version, input_name, shape, source=None, cache_path=None, max_batches=None):
+def make_calibrator(trt: Any, version: Union[str, int, Tuple[int, ...]], input_name: str, shape: Sequence[int],
+                    source: Optional[Union[str, os.PathLike]] = None,
+                    cache_path: Optional[Union[str, os.PathLike]] = None, max_batches: Optional[int] = None) -> Any:
     """An IInt8EntropyCalibrator2 over `source` (may be None when `cache_path` already holds the scales)."""
     data = CalibrationData(source, shape, max_batches) if source is not None else None
     if data is None and _read_cache(cache_path) is None:

@@ -1,11 +1,16 @@
 """CUDA from Python for running TensorRT engines: pycuda (what a TX2 on JetPack 4.6 has) or cuda-python (Orin,
 JetPack 5/6), whichever imports; and the GPU's name."""
 
+from typing import TYPE_CHECKING, Any, Tuple, Union
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 class _PyCuda(object):
     name = "pycuda"
 
-    def __init__(self):
+    def __init__(self) -> None:
         import pycuda.driver as cuda
 
         cuda.init()
@@ -16,41 +21,41 @@ class _PyCuda(object):
         self.stream_handle = self.stream.handle
         self._allocs = {}
 
-    def device_name(self):
+    def device_name(self) -> str:
         return self.cuda.Device(0).name()
 
-    def alloc(self, nbytes):
+    def alloc(self, nbytes: int) -> int:
         a = self.cuda.mem_alloc(max(int(nbytes), 1))
         self._allocs[int(a)] = a
         return int(a)
 
-    def free(self, ptr):
+    def free(self, ptr: int) -> None:
         a = self._allocs.pop(ptr, None)
         if a is not None:
             a.free()
 
     # Synchronous copies: pycuda wants page-locked memory for async ones, and copies are never timed here.
     # They run on the legacy default stream, which waits for work queued on self.stream (a blocking stream).
-    def htod(self, ptr, array):
+    def htod(self, ptr: int, array: "np.ndarray") -> None:
         self.cuda.memcpy_htod(ptr, array)
 
-    def dtoh(self, array, ptr):
+    def dtoh(self, array: "np.ndarray", ptr: int) -> None:
         self.cuda.memcpy_dtoh(array, ptr)
 
-    def sync(self):
+    def sync(self) -> None:
         self.stream.synchronize()
 
-    def event_pair(self):
+    def event_pair(self) -> Tuple[Any, Any]:
         return self.cuda.Event(), self.cuda.Event()
 
-    def record(self, event):
+    def record(self, event: Any) -> None:
         event.record(self.stream)
 
-    def elapsed_ms(self, start, end):
+    def elapsed_ms(self, start: Any, end: Any) -> float:
         end.synchronize()
         return end.time_since(start)
 
-    def close(self):
+    def close(self) -> None:
         for ptr in list(self._allocs):
             self.free(ptr)
         self.ctx.pop()
@@ -67,7 +72,7 @@ def _cudart():
 class _CudaPython(object):
     name = "cuda-python"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.rt = _cudart()
         self._check(self.rt.cudaSetDevice(0))
         self.stream = self._check(self.rt.cudaStreamCreate())
@@ -83,49 +88,49 @@ class _CudaPython(object):
             raise RuntimeError("CUDA error {}: {}".format(int(err), text))
         return values[0] if len(values) == 1 else (values or None)
 
-    def device_name(self):
+    def device_name(self) -> str:
         prop = self._check(self.rt.cudaGetDeviceProperties(0))
         name = prop.name
         return (name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
 
-    def alloc(self, nbytes):
+    def alloc(self, nbytes: int) -> int:
         ptr = int(self._check(self.rt.cudaMalloc(max(int(nbytes), 1))))
         self._allocs.add(ptr)
         return ptr
 
-    def free(self, ptr):
+    def free(self, ptr: int) -> None:
         if ptr in self._allocs:
             self._allocs.discard(ptr)
             self._check(self.rt.cudaFree(ptr))
 
-    def htod(self, ptr, array):
+    def htod(self, ptr: int, array: "np.ndarray") -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
         self._check(self.rt.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, kind, self.stream))
 
-    def dtoh(self, array, ptr):
+    def dtoh(self, array: "np.ndarray", ptr: int) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._check(self.rt.cudaMemcpyAsync(array.ctypes.data, ptr, array.nbytes, kind, self.stream))
 
-    def sync(self):
+    def sync(self) -> None:
         self._check(self.rt.cudaStreamSynchronize(self.stream))
 
-    def event_pair(self):
+    def event_pair(self) -> Tuple[Any, Any]:
         return self._check(self.rt.cudaEventCreate()), self._check(self.rt.cudaEventCreate())
 
-    def record(self, event):
+    def record(self, event: Any) -> None:
         self._check(self.rt.cudaEventRecord(event, self.stream))
 
-    def elapsed_ms(self, start, end):
+    def elapsed_ms(self, start: Any, end: Any) -> float:
         self._check(self.rt.cudaEventSynchronize(end))
         return float(self._check(self.rt.cudaEventElapsedTime(start, end)))
 
-    def close(self):
+    def close(self) -> None:
         for ptr in list(self._allocs):
             self.free(ptr)
         self._check(self.rt.cudaStreamDestroy(self.stream))
 
 
-def cuda_backend():
+def cuda_backend() -> Union[_PyCuda, _CudaPython]:
     """A CUDA helper on device 0 from pycuda, else cuda-python; ImportError naming both when neither works."""
     errors = []
     for cls in (_PyCuda, _CudaPython):
@@ -137,7 +142,7 @@ def cuda_backend():
                       + "; ".join(errors))
 
 
-def device_name():
+def device_name() -> str:
     """GPU name from CUDA, else the Jetson model from the device tree, else 'unknown'."""
     try:
         backend = cuda_backend()

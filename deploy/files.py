@@ -5,9 +5,10 @@ import hashlib
 import json
 import os
 import tempfile
+from typing import Any, Union
 
 
-def file_sha256(path):
+def file_sha256(path: Union[str, os.PathLike]) -> str:
     h = hashlib.sha256()
     with open(str(path), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -15,7 +16,7 @@ def file_sha256(path):
     return h.hexdigest()
 
 
-def write_atomic(path, data):
+def write_atomic(path: Union[str, os.PathLike], data: Any) -> None:
     """Write bytes (or a buffer such as trt.IHostMemory) to `path` through a temporary file and os.replace."""
     path = str(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -32,6 +33,6 @@ def write_atomic(path, data):
         raise
 
 
-def write_json_atomic(path, obj):
+def write_json_atomic(path: Union[str, os.PathLike], obj: Any) -> None:
     """JSON through write_atomic; an unexpected type (a numpy scalar) is written as text, not a failed write."""
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))

@@ -11,9 +11,10 @@ Python 3.6, no torch: the board tools use it too.
 
 import os
 import time
+from typing import Any, Optional
 
 
-def usable_cores():
+def usable_cores() -> int:
     """Cores this process may use (respects taskset / cgroup affinity where the OS exposes it)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -48,16 +49,16 @@ class LoadMeter(object):
     `others` is None where /proc/stat is missing. Usable without `with` through start() / stop().
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.others = None
         self.seconds = 0.0
         self._start = None
 
-    def start(self):
+    def start(self) -> "LoadMeter":
         self._start = (time.monotonic(), _machine_busy_s(), _own_cpu_s())
         return self
 
-    def stop(self):
+    def stop(self) -> Optional[float]:
         t0, busy0, own0 = self._start
         busy1 = _machine_busy_s()
         self.seconds = time.monotonic() - t0
@@ -68,22 +69,22 @@ class LoadMeter(object):
             self.others = round(max(0.0, others / self.seconds), 2)
         return self.others
 
-    def __enter__(self):
+    def __enter__(self) -> "LoadMeter":
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> bool:
         self.stop()
         return False
 
 
-def busy_elsewhere(window_s=0.3):
+def busy_elsewhere(window_s: float = 0.3) -> Optional[float]:
     """Cores used by other processes over a short sample now (None where the OS does not say)."""
     with LoadMeter() as m:
         time.sleep(window_s)
     return m.others
 
 
-def free_cores(others=None, cores=None):
+def free_cores(others: Optional[float] = None, cores: Optional[int] = None) -> int:
     """Usable cores minus those other processes keep busy (rounded), at least 1."""
     cores = cores or usable_cores()
     if others is None:
@@ -91,13 +92,13 @@ def free_cores(others=None, cores=None):
     return max(1, min(cores, int(round(cores - others))))
 
 
-def is_loaded(others, threads, cores=None):
+def is_loaded(others: Optional[float], threads: int, cores: Optional[int] = None) -> bool:
     """True when our `threads` plus the other processes' load do not fit on the cores: timings will be slow."""
     cores = cores or usable_cores()
     return others is not None and others > 0.25 and threads + others > cores + 0.25
 
 
-def load_note(others, cores=None):
+def load_note(others: Optional[float], cores: Optional[int] = None) -> str:
     """'2 cores, 0.9 busy elsewhere' (for the lines that state threads and timings)."""
     cores = cores or usable_cores()
     if others is None:

@@ -4,10 +4,15 @@ FLOPs follow the host's convention (edgeprune.complexity): 2 × MACs of Conv, Co
 from shapes that `onnx.shape_inference` fills in.
 """
 
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+
 import numpy as np
 
+if TYPE_CHECKING:
+    import onnx
 
-def load(model):
+
+def load(model: Any) -> "onnx.ModelProto":
     """An onnx.ModelProto from a path, bytes or a ModelProto, with a clear error for a file that is not ONNX."""
     import onnx
 
@@ -72,7 +77,7 @@ def _node_macs(node, shapes):
     return 0
 
 
-def inspect(model, input_shape=None):
+def inspect(model: Any, input_shape: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Summary dict: opset, inputs/outputs with shapes, params, flops (at `input_shape` if given)."""
     m = load(model)
     params = sum(int(np.prod(t.dims)) for t in m.graph.initializer)

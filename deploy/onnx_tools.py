@@ -15,17 +15,23 @@ onnxruntime cannot run the plugin; `decode_outputs` builds the same graph withou
 Only onnx-graphsurgeon API that exists since 0.3 (what TensorRT 8.2 ships for Python 3.6) is used.
 """
 
+import os
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
+
 import numpy as np
 
 from .onnx_info import inspect as _inspect
 from .onnx_info import load
+
+if TYPE_CHECKING:
+    import onnx
 
 NMS_OP = "EfficientNMS_TRT"
 NMS_DOMAIN = "trt.plugins"
 NMS_OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
 
 
-def inspect(model, input_shape=None):
+def inspect(model: Any, input_shape: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """deploy.onnx_info.inspect: opset, inputs, outputs, params, FLOPs."""
     return _inspect(model, input_shape)
 
@@ -47,7 +53,7 @@ def _export(gs, graph, original):
     return model
 
 
-def fold_constants(model):
+def fold_constants(model: Any) -> "onnx.ModelProto":
     """Constant folding + dead-node cleanup + topological sort (graphsurgeon); returns a ModelProto.
 
     Subgraphs that only depend on constants are evaluated with onnxruntime (graphsurgeon's choice), so the
@@ -60,7 +66,7 @@ def fold_constants(model):
     return _export(gs, graph, original)
 
 
-def detector_layout(model):
+def detector_layout(model: Any) -> str:
     """'yolo' (one [B, N, 5 + C] output) or 'nms' (outputs boxes + scores), else ValueError."""
     names = [o.name for o in load(model).graph.output]
     if names == ["output0"]:
@@ -142,15 +148,15 @@ def _prepare(model, box_coding):
     return gs, graph, original, boxes, scores
 
 
-def decode_outputs(model, box_coding=0):
+def decode_outputs(model: Any, box_coding: int = 0) -> "onnx.ModelProto":
     """The detector with outputs boxes + scores exactly as EfficientNMS_TRT would receive them (no plugin)."""
     gs, graph, original, _, _ = _prepare(model, box_coding)
     graph.cleanup().toposort()
     return _export(gs, graph, original)
 
 
-def nms_attributes(max_output_boxes=100, score_threshold=0.25, iou_threshold=0.45, class_agnostic=False,
-                   box_coding=0):
+def nms_attributes(max_output_boxes: int = 100, score_threshold: float = 0.25, iou_threshold: float = 0.45,
+                   class_agnostic: bool = False, box_coding: int = 0) -> Dict[str, Any]:
     """EfficientNMS_TRT's plugin fields as TensorRT documents them (background_class -1: every class is real)."""
     if not 0.0 <= float(iou_threshold) <= 1.0 or not 0.0 <= float(score_threshold) <= 1.0:
         raise ValueError("score_threshold and iou_threshold must lie in [0, 1]")
@@ -166,8 +172,9 @@ def nms_attributes(max_output_boxes=100, score_threshold=0.25, iou_threshold=0.4
     }
 
 
-def add_efficient_nms(model, max_output_boxes=100, score_threshold=0.25, iou_threshold=0.45,
-                      class_agnostic=False, box_coding=0, domain=NMS_DOMAIN):
+def add_efficient_nms(model: Any, max_output_boxes: int = 100, score_threshold: float = 0.25,
+                      iou_threshold: float = 0.45, class_agnostic: bool = False, box_coding: int = 0,
+                      domain: str = NMS_DOMAIN) -> "onnx.ModelProto":
     """Append EfficientNMS_TRT to a detector ONNX (path, bytes or ModelProto); returns the new ModelProto.
 
     domain="" writes the node in the default domain as NVIDIA's samples do (onnx.checker then rejects it).
@@ -198,7 +205,7 @@ def _set_plugin_domain(model, domain):
         entry.domain, entry.version = domain, 1
 
 
-def save(model, path):
+def save(model: "onnx.ModelProto", path: Union[str, os.PathLike]) -> Union[str, os.PathLike]:
     """Write a ModelProto atomically (the conventions' rule for finished work)."""
     from .files import write_atomic
 

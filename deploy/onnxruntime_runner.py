@@ -7,18 +7,23 @@ with `TimingStopped`. Random inputs are drawn in each input's own dtype, and `ma
 whose arrays would be larger, before anything is allocated.
 """
 
+import os
 import platform
 import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .machine import usable_cores
 from .stats import LatencyStats, check_bytes, check_stop, nbytes, random_array
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
              "tensor(bool)": "bool"}
 
 
-def cpu_name():
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -29,7 +34,7 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def default_threads():
+def default_threads() -> int:
     """Cores this process may use (respects taskset / cgroup affinity where the OS exposes it)."""
     return usable_cores()
 
@@ -37,7 +42,8 @@ def default_threads():
 class OnnxRuntimeRunner(object):
     """An onnxruntime CPU session over ONNX bytes or a file path."""
 
-    def __init__(self, model, threads=None, providers=None):
+    def __init__(self, model: Union[bytes, bytearray, str, os.PathLike], threads: Optional[int] = None,
+                 providers: Optional[Sequence[Any]] = None) -> None:
         import onnxruntime as ort
 
         self.threads = int(threads) if threads else default_threads()
@@ -56,7 +62,7 @@ class OnnxRuntimeRunner(object):
                              "(export one with `edgeprune export`)?".format(where, e))
         self.ort_version = ort.__version__
 
-    def input_shapes(self, shape=None):
+    def input_shapes(self, shape: Optional[Sequence[int]] = None) -> Dict[str, Tuple[int, ...]]:
         """Concrete input shapes; `shape` fills dynamic dimensions of the first input (e.g. (1, 3, 320, 320))."""
         shapes = {}
         for i, inp in enumerate(self.session.get_inputs()):
@@ -69,7 +75,8 @@ class OnnxRuntimeRunner(object):
             shapes[inp.name] = tuple(dims)
         return shapes
 
-    def random_feed(self, shape=None, seed=0, max_input_bytes=None):
+    def random_feed(self, shape: Optional[Sequence[int]] = None, seed: int = 0,
+                    max_input_bytes: Optional[int] = None) -> Dict[str, "np.ndarray"]:
         """{input name: random array} in each input's dtype; ValueError when they would exceed max_input_bytes."""
         import numpy as np
 
@@ -81,10 +88,12 @@ class OnnxRuntimeRunner(object):
                     max_input_bytes, "max_input_bytes")
         return dict((i.name, random_array(shapes[i.name], dtypes[i.name], seed + k)) for k, i in enumerate(inputs))
 
-    def infer(self, feed):
+    def infer(self, feed: Dict[str, Any]) -> List[Any]:
         return self.session.run(None, feed)
 
-    def time(self, shape=None, warmup=10, runs=50, seed=0, min_warmup_s=0.5, stop=None, max_input_bytes=None):
+    def time(self, shape: Optional[Sequence[int]] = None, warmup: int = 10, runs: int = 50, seed: int = 0,
+             min_warmup_s: float = 0.5, stop: Optional[Callable[[], Optional[str]]] = None,
+             max_input_bytes: Optional[int] = None) -> LatencyStats:
         """Median/p90/p99 over `runs` timed inferences after at least `warmup` untimed ones and `min_warmup_s`.
 
         The time floor matters for small models: the first session of a process needs a few hundred milliseconds
@@ -113,7 +122,10 @@ class OnnxRuntimeRunner(object):
         return LatencyStats.from_samples(samples, warmup=done, info=info)
 
 
-def time_onnx(model, shape=None, warmup=10, runs=50, threads=None, stop=None, max_input_bytes=None):
+def time_onnx(model: Union[bytes, bytearray, str, os.PathLike], shape: Optional[Sequence[int]] = None,
+              warmup: int = 10, runs: int = 50, threads: Optional[int] = None,
+              stop: Optional[Callable[[], Optional[str]]] = None,
+              max_input_bytes: Optional[int] = None) -> LatencyStats:
     """Convenience: load `model` (path or bytes) and time it; returns LatencyStats."""
     return OnnxRuntimeRunner(model, threads=threads).time(shape=shape, warmup=warmup, runs=runs, stop=stop,
                                                           max_input_bytes=max_input_bytes)

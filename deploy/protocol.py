@@ -5,7 +5,6 @@ TOKEN_ENV = "EDGEPRUNE_AGENT_TOKEN"  # the shared secret's variable, read by the
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def default_precision(backend):
-    # type: (str) -> str
+def default_precision(backend: str) -> str:
     """onnxruntime runs the model as it is (fp32); TensorRT and trtexec build fp16 engines unless told otherwise."""
     return "fp32" if backend == "onnxruntime" else "fp16"

@@ -10,6 +10,10 @@ throughput counts images); `fps` is images per second when the batch is known, r
 """
 
 import math
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _percentile(sorted_ms, q):
@@ -32,8 +36,10 @@ class LatencyStats(object):
 
     FIELDS = ("median_ms", "mean_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "runs", "warmup", "batch")
 
-    def __init__(self, median_ms, mean_ms, p90_ms, p99_ms, min_ms, max_ms, std_ms, runs, warmup=0,
-                 samples_ms=None, info=None, layers=None, batch=None):
+    def __init__(self, median_ms: float, mean_ms: float, p90_ms: float, p99_ms: float, min_ms: float, max_ms: float,
+                 std_ms: float, runs: int, warmup: int = 0, samples_ms: Optional[Iterable[float]] = None,
+                 info: Optional[Dict[str, Any]] = None, layers: Optional[List[Dict[str, Any]]] = None,
+                 batch: Optional[int] = None) -> None:
         self.median_ms = float(median_ms)
         self.mean_ms = float(mean_ms)
         self.p90_ms = float(p90_ms)
@@ -49,7 +55,8 @@ class LatencyStats(object):
         self.layers = layers  # optional per-layer profile: list of {"name", "median_ms", "percentage", ...}
 
     @classmethod
-    def from_samples(cls, samples_ms, warmup=0, info=None, batch=None):
+    def from_samples(cls, samples_ms: Sequence[float], warmup: int = 0, info: Optional[Dict[str, Any]] = None,
+                     batch: Optional[int] = None) -> "LatencyStats":
         if not samples_ms:
             raise ValueError("LatencyStats.from_samples needs at least one timing")
         s = sorted(float(x) for x in samples_ms)
@@ -60,30 +67,30 @@ class LatencyStats(object):
                    warmup, samples_ms=list(samples_ms), info=info, batch=batch)
 
     @property
-    def cv(self):
+    def cv(self) -> float:
         """Coefficient of variation (std / mean): how noisy the measurement was."""
         return self.std_ms / self.mean_ms if self.mean_ms > 0 else float("nan")
 
     @property
-    def runs_per_s(self):
+    def runs_per_s(self) -> float:
         """Runs (batches) per second at the median latency."""
         return 1000.0 / self.median_ms if self.median_ms > 0 else float("inf")
 
     @property
-    def images_per_s(self):
+    def images_per_s(self) -> Optional[float]:
         """Images per second at the median latency, or None when the batch is not known."""
         return self.runs_per_s * self.batch if self.batch else None
 
     @property
-    def fps(self):
+    def fps(self) -> float:
         """Images per second when the batch is known, else runs per second."""
         return self.images_per_s if self.batch else self.runs_per_s
 
     @property
-    def latency_unit(self):
+    def latency_unit(self) -> str:
         return "ms per batch of {} images".format(self.batch) if self.batch else "ms per run"
 
-    def to_dict(self, with_samples=False):
+    def to_dict(self, with_samples: bool = False) -> Dict[str, Any]:
         d = dict((k, getattr(self, k)) for k in self.FIELDS)
         d["cv"] = self.cv
         d["latency_unit"] = self.latency_unit
@@ -97,11 +104,11 @@ class LatencyStats(object):
         return d
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: Dict[str, Any]) -> "LatencyStats":
         kwargs = dict((k, d[k]) for k in cls.FIELDS if k in d)
         return cls(samples_ms=d.get("samples_ms"), info=d.get("info"), layers=d.get("layers"), **kwargs)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "LatencyStats(median={:.3f} ms{}, p90={:.3f}, p99={:.3f}, runs={}, cv={:.1%})".format(
             self.median_ms, " per batch of {}".format(self.batch) if self.batch else "", self.p90_ms, self.p99_ms,
             self.runs, self.cv)
@@ -113,7 +120,7 @@ class TimingStopped(RuntimeError):
     """A timing loop was stopped between two runs (cancelled, or past its time limit); the message says why."""
 
 
-def check_stop(stop):
+def check_stop(stop: Optional[Callable[[], Optional[str]]]) -> None:
     """Raise TimingStopped when `stop` (a callable returning None or the reason to stop) says so."""
     if stop is not None:
         reason = stop()
@@ -121,7 +128,7 @@ def check_stop(stop):
             raise TimingStopped(str(reason))
 
 
-def nbytes(shape, itemsize):
+def nbytes(shape: Iterable[int], itemsize: int) -> int:
     """Bytes of an array of `shape` (a list of positive ints) with items of `itemsize` bytes, without numpy."""
     n = int(itemsize)
     for d in shape:
@@ -129,14 +136,14 @@ def nbytes(shape, itemsize):
     return n
 
 
-def check_bytes(what, size, limit, option):
+def check_bytes(what: str, size: int, limit: Optional[int], option: str) -> None:
     """ValueError naming `what` when `size` bytes exceed `limit` (None: no limit)."""
     if limit is not None and size > limit:
         raise ValueError("{} would take {:.1f} MB, over the limit of {:.1f} MB ({}): ask for a smaller input "
                          "shape".format(what, size / 2.0 ** 20, limit / 2.0 ** 20, option))
 
 
-def fill_random(array, seed=0, chunk=1 << 20):
+def fill_random(array: "np.ndarray", seed: int = 0, chunk: int = 1 << 20) -> "np.ndarray":
     """Fill `array` in place: floats uniform in [0, 1), anything else zeros, `chunk` elements at a time.
 
     numpy's RandomState draws float64 only (its dtype argument is newer than the numpy of JetPack 4.6), so a
@@ -154,7 +161,7 @@ def fill_random(array, seed=0, chunk=1 << 20):
     return array
 
 
-def random_array(shape, dtype, seed=0):
+def random_array(shape: Iterable[int], dtype: Any, seed: int = 0) -> "np.ndarray":
     """A new array of `shape` in the model's own `dtype`, filled by `fill_random`."""
     import numpy as np
 

@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .cuda import device_name
 from .files import file_sha256, write_atomic, write_json_atomic  # noqa: F401 (re-exported)
@@ -34,7 +35,7 @@ _LOGGER = None  # the one capturing trt.ILogger of this process (TensorRT keeps 
 class EngineBuildError(RuntimeError):
     """TensorRT (or trtexec) could not build or run an engine; `log_lines` holds its error lines."""
 
-    def __init__(self, message, log_lines=None):
+    def __init__(self, message: str, log_lines: Optional[Iterable[str]] = None) -> None:
         self.log_lines = list(log_lines or [])
         if self.log_lines:
             message = "{}\n  {}".format(message, "\n  ".join(self.log_lines[-20:]))
@@ -43,17 +44,17 @@ class EngineBuildError(RuntimeError):
 
 # ---------------------------------------------------------------- versions and version-dependent choices (pure)
 
-def network_flag_names(version):
+def network_flag_names(version: Union[str, int, Tuple[int, ...]]) -> List[str]:
     """Flags for `builder.create_network`: EXPLICIT_BATCH before 10 (ONNX needs it), none from 10 on."""
     return ["EXPLICIT_BATCH"] if parse_version(version)[0] < 10 else []
 
 
-def workspace_api(version):
+def workspace_api(version: Union[str, int, Tuple[int, ...]]) -> str:
     """'max_workspace_size' (attribute, ≤ 8.3) or 'set_memory_pool_limit' (8.4 on; the only one in 10)."""
     return "max_workspace_size" if parse_version(version)[:2] < (8, 4) else "set_memory_pool_limit"
 
 
-def precision_flag_names(precision):
+def precision_flag_names(precision: str) -> List[str]:
     """BuilderFlag names for a precision. INT8 keeps FP16 on so that layers without INT8 kernels run in FP16."""
     flags = {"fp32": [], "fp16": ["FP16"], "int8": ["FP16", "INT8"]}
     if precision not in flags:
@@ -61,7 +62,7 @@ def precision_flag_names(precision):
     return flags[precision]
 
 
-def tensorrt_version():
+def tensorrt_version() -> Optional[str]:
     """The installed TensorRT Python package's version string, or None when it is not installed."""
     try:
         import tensorrt as trt
@@ -70,7 +71,7 @@ def tensorrt_version():
     return trt.__version__
 
 
-def import_tensorrt():
+def import_tensorrt() -> Any:
     try:
         import tensorrt as trt
     except ImportError as e:
@@ -82,21 +83,21 @@ def import_tensorrt():
 
 # ---------------------------------------------------------------- logging
 
-def capture_logger(trt):
+def capture_logger(trt: Any) -> Any:
     """The process-wide logger that records TensorRT's error (and warning) lines between `start()` calls."""
     global _LOGGER
     if _LOGGER is not None:
         return _LOGGER
 
     class CaptureLogger(trt.ILogger):
-        def __init__(self):
+        def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors, self.warnings = [], []
 
-        def start(self):
+        def start(self) -> None:
             self.errors, self.warnings = [], []
 
-        def log(self, severity, msg):
+        def log(self, severity: Any, msg: str) -> None:
             level = int(severity)  # INTERNAL_ERROR 0, ERROR 1, WARNING 2, INFO 3, VERBOSE 4
             if level <= 1:
                 self.errors.append("[E] " + str(msg))
@@ -108,11 +109,11 @@ def capture_logger(trt):
     return _LOGGER
 
 
-def sidecar_path(engine_path):
+def sidecar_path(engine_path: Union[str, os.PathLike]) -> str:
     return str(engine_path) + ".json"
 
 
-def read_sidecar(engine_path):
+def read_sidecar(engine_path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """The build description next to an engine, or {} when there is none."""
     try:
         with open(sidecar_path(engine_path)) as f:
@@ -201,8 +202,12 @@ def _device_name():
     return device_name()
 
 
-def build_engine(onnx_path, engine_path, precision="fp16", workspace_mb=1024, input_shape=None, calib_source=None,
-                 calib_cache=None, timing_cache=None, dla_core=None):
+def build_engine(onnx_path: Union[str, os.PathLike], engine_path: Union[str, os.PathLike], precision: str = "fp16",
+                 workspace_mb: int = 1024, input_shape: Optional[Sequence[int]] = None,
+                 calib_source: Optional[Union[str, os.PathLike]] = None,
+                 calib_cache: Optional[Union[str, os.PathLike]] = None,
+                 timing_cache: Optional[Union[str, os.PathLike]] = None,
+                 dla_core: Optional[int] = None) -> Dict[str, Any]:
     """Build `onnx_path` into `engine_path`; return the sidecar dict (also written to `<engine>.json`).
 
     precision: fp32 | fp16 | int8 (INT8 with FP16 fallback; needs `calib_source` — a folder of images or an

@@ -14,14 +14,18 @@ in place, in each input's own dtype.
 """
 
 import os
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 from .cuda import cuda_backend, device_name  # noqa: F401 (re-exported)
 from .stats import LatencyStats, check_bytes, check_stop, fill_random, nbytes
 from .trt_build import capture_logger, import_tensorrt, read_sidecar
 from .trt_versions import parse_version
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def execute_api(version):
+
+def execute_api(version: Union[str, int, Tuple[int, ...]]) -> str:
     """'v2' (bindings API) before TensorRT 8.5, 'v3' (tensor API) from 8.5 on (the only one in 10)."""
     return "v2" if parse_version(version)[:2] < (8, 5) else "v3"
 
@@ -29,7 +33,7 @@ def execute_api(version):
 # ---------------------------------------------------------------- engine runner
 
 class _Tensor(object):
-    def __init__(self, name, is_input, dtype, shape, index):
+    def __init__(self, name: str, is_input: bool, dtype: Any, shape: Iterable[int], index: int) -> None:
         self.name, self.is_input, self.dtype, self.shape, self.index = name, is_input, dtype, tuple(shape), index
         self.ptr, self.host = None, None
 
@@ -41,7 +45,8 @@ class EngineRunner(object):
     read from its `<engine>.json` sidecar). Use one runner from one thread; call `close()` (or use `with`).
     """
 
-    def __init__(self, engine_path, input_shape=None, max_io_bytes=None):
+    def __init__(self, engine_path: Union[str, os.PathLike], input_shape: Optional[Sequence[int]] = None,
+                 max_io_bytes: Optional[int] = None) -> None:
         import numpy as np
 
         self.np = np
@@ -128,10 +133,10 @@ class EngineRunner(object):
             raise RuntimeError("TensorRT execute_async_{} failed".format(self.api))
 
     @property
-    def inputs(self):
+    def inputs(self) -> Dict[str, Tuple[int, ...]]:
         return dict((t.name, t.shape) for t in self.tensors if t.is_input)
 
-    def infer(self, feed):
+    def infer(self, feed: Dict[str, Any]) -> Dict[str, "np.ndarray"]:
         """Copy `feed` (name → numpy array) in, run once, return {output name: numpy array}."""
         for t in self.tensors:
             if t.is_input:
@@ -150,12 +155,13 @@ class EngineRunner(object):
                 outputs[t.name] = t.host.copy()
         return outputs
 
-    def random_feed(self, seed=0):
+    def random_feed(self, seed: int = 0) -> Dict[str, "np.ndarray"]:
         """{input name: random array}, drawn into the input buffers themselves (no second copy)."""
         inputs = [t for t in self.tensors if t.is_input]
         return dict((t.name, fill_random(t.host, seed + k)) for k, t in enumerate(inputs))
 
-    def time(self, warmup=10, runs=100, seed=0, stop=None):
+    def time(self, warmup: int = 10, runs: int = 100, seed: int = 0,
+             stop: Optional[Callable[[], Optional[str]]] = None) -> LatencyStats:
         """LatencyStats of `runs` GPU-timed executions after `warmup` untimed ones (module docstring)."""
         self.infer(self.random_feed(seed))  # inputs now on the device
         for _ in range(warmup):
@@ -182,7 +188,7 @@ class EngineRunner(object):
         }
         return LatencyStats.from_samples(samples, warmup=warmup, info=info)
 
-    def close(self):
+    def close(self) -> None:
         if self.cuda is not None:
             for t in getattr(self, "tensors", []):
                 if t.ptr is not None:
@@ -192,14 +198,16 @@ class EngineRunner(object):
             self.cuda.close()
             self.cuda = None
 
-    def __enter__(self):
+    def __enter__(self) -> "EngineRunner":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-def time_engine(engine_path, warmup=10, runs=100, input_shape=None, stop=None, max_io_bytes=None):
+def time_engine(engine_path: Union[str, os.PathLike], warmup: int = 10, runs: int = 100,
+                input_shape: Optional[Sequence[int]] = None, stop: Optional[Callable[[], Optional[str]]] = None,
+                max_io_bytes: Optional[int] = None) -> LatencyStats:
     """Load `engine_path`, time it (see the module docstring) and return LatencyStats."""
     if not os.path.isfile(str(engine_path)):
         raise ValueError("{} does not exist: build an engine first (deploy.trt_build.build_engine)"

@@ -1,9 +1,10 @@
 """TensorRT version numbers, however they come: "8.2.1.8", (8, 5), or trtexec's `[TensorRT v8201]` tag (pure)."""
 
 import re
+from typing import Tuple, Union
 
 
-def parse_version(version):
+def parse_version(version: Union[str, int, Tuple[int, ...]]) -> Tuple[int, ...]:
     """(major, minor, patch[, build]) from "8.2.1.8", "10.3.0", (8, 5) or an int tag like 8201 / 101600."""
     if isinstance(version, tuple):
         return tuple(int(x) for x in version)
@@ -15,7 +16,7 @@ def parse_version(version):
     return tuple(int(x) for x in m.group(1).split("."))
 
 
-def version_from_tag(tag):
+def version_from_tag(tag: Union[int, str]) -> Tuple[int, int, int]:
     """trtexec's `[TensorRT vNNNN]` number: 8201 → (8, 2, 1); from 10 on two digits each: 101600 → (10, 16, 0)."""
     tag = int(tag)
     if tag >= 100000:
@@ -23,5 +24,5 @@ def version_from_tag(tag):
     return (tag // 1000, tag // 100 % 10, tag % 100)
 
 
-def version_string(version):
+def version_string(version: Union[str, int, Tuple[int, ...]]) -> str:
     return ".".join(str(x) for x in parse_version(version))

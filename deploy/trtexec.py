@@ -17,8 +17,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .files import write_atomic
+from .stats import LatencyStats
 from .trt_build import EngineBuildError, parse_version, tensorrt_version, version_string
 from .trtexec_parse import TrtexecFailed, parse_export_profile, parse_log, summary_stats, times_stats, version_from_tag
 
@@ -26,7 +28,7 @@ DEFAULT_PATH = "/usr/src/tensorrt/bin/trtexec"
 _HEADER = re.compile(r"&&&& RUNNING TensorRT\.trtexec \[TensorRT v(\d+)\]")
 
 
-def trtexec_path():
+def trtexec_path() -> str:
     """$TRTEXEC, else JetPack's /usr/src/tensorrt/bin/trtexec, else `trtexec` on PATH."""
     if os.environ.get("TRTEXEC"):
         return os.environ["TRTEXEC"]
@@ -37,7 +39,7 @@ def trtexec_path():
 
 # ---------------------------------------------------------------- command lines (pure)
 
-def workspace_args(version, workspace_mb):
+def workspace_args(version: Union[str, int, Tuple[int, ...]], workspace_mb: Optional[int]) -> List[str]:
     if workspace_mb is None:
         return []
     if parse_version(version)[:2] < (8, 4):
@@ -45,7 +47,7 @@ def workspace_args(version, workspace_mb):
     return ["--memPoolSize=workspace:{}".format(int(workspace_mb))]
 
 
-def precision_args(version, precision):
+def precision_args(version: Union[str, int, Tuple[int, ...]], precision: str) -> List[str]:
     if precision not in ("fp32", "fp16", "int8"):
         raise ValueError("precision must be fp32, fp16 or int8, not {!r}".format(precision))
     if parse_version(version)[0] >= 11:
@@ -57,15 +59,15 @@ def precision_args(version, precision):
     return {"fp32": [], "fp16": ["--fp16"], "int8": ["--fp16", "--int8"]}[precision]
 
 
-def build_only_args(version):
+def build_only_args(version: Union[str, int, Tuple[int, ...]]) -> List[str]:
     return ["--buildOnly"] if parse_version(version)[0] < 10 else ["--skipInference"]
 
 
-def dla_args(dla_core):
+def dla_args(dla_core: Optional[int]) -> List[str]:
     return [] if dla_core is None else ["--useDLACore={}".format(int(dla_core)), "--allowGPUFallback"]
 
 
-def shape_args(shapes, building):
+def shape_args(shapes: Optional[Dict[str, Sequence[int]]], building: bool) -> List[str]:
     """`--shapes` for inference; when building from ONNX also min = opt = max of the optimization profile."""
     if not shapes:
         return []
@@ -74,8 +76,10 @@ def shape_args(shapes, building):
     return ["{}={}".format(f, spec) for f in flags]
 
 
-def benchmark_args(version, warmup_ms=500, iterations=200, duration_s=0, export_times=None, export_profile=None,
-                   dla_core=None, cuda_graph=True):
+def benchmark_args(version: Union[str, int, Tuple[int, ...]], warmup_ms: float = 500, iterations: int = 200,
+                   duration_s: float = 0, export_times: Optional[Union[str, os.PathLike]] = None,
+                   export_profile: Optional[Union[str, os.PathLike]] = None, dla_core: Optional[int] = None,
+                   cuda_graph: bool = True) -> List[str]:
     v = parse_version(version)
     args = ["--useSpinWait", "--noDataTransfers"]
     if cuda_graph and dla_core is None and v[0] >= 8:
@@ -89,8 +93,12 @@ def benchmark_args(version, warmup_ms=500, iterations=200, duration_s=0, export_
     return args
 
 
-def command(model, version, precision="fp16", trtexec=None, workspace_mb=1024, shapes=None, save_engine=None,
-            timing_cache=None, calib_cache=None, dla_core=None, build_only=False, **bench):
+def command(model: Union[str, os.PathLike], version: Union[str, int, Tuple[int, ...]], precision: str = "fp16",
+            trtexec: Optional[str] = None, workspace_mb: Optional[int] = 1024,
+            shapes: Optional[Dict[str, Sequence[int]]] = None, save_engine: Optional[Union[str, os.PathLike]] = None,
+            timing_cache: Optional[Union[str, os.PathLike]] = None,
+            calib_cache: Optional[Union[str, os.PathLike]] = None, dla_core: Optional[int] = None,
+            build_only: bool = False, **bench: Any) -> List[str]:
     """The trtexec argv for `model` (.onnx: build, optionally save; anything else: --loadEngine) on `version`.
 
     `bench` goes to benchmark_args (warmup_ms, iterations, duration_s, export_times, export_profile, cuda_graph).
@@ -138,7 +146,7 @@ def _nvinfer_header_version():
     return None
 
 
-def detect_version(trtexec=None, timeout_s=60):
+def detect_version(trtexec: Optional[str] = None, timeout_s: float = 60) -> Tuple[int, ...]:
     """TensorRT version of `trtexec` from its `[TensorRT vNNNN]` header, else NvInferVersion.h, else Python's."""
     trtexec = trtexec or trtexec_path()
     try:
@@ -156,7 +164,7 @@ def detect_version(trtexec=None, timeout_s=60):
     return found
 
 
-def run(cmd, timeout_s=1800):
+def run(cmd: List[str], timeout_s: float = 1800) -> Tuple[int, str]:
     """(returncode, combined stdout+stderr text); EngineBuildError when trtexec is missing or times out."""
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout_s)
@@ -182,9 +190,15 @@ def _static_shape_check(onnx_path, input_shape):
     return {first["name"]: list(input_shape)}
 
 
-def benchmark(onnx_or_engine, precision="fp16", trtexec=None, version=None, workspace_mb=1024, input_shape=None,
-              save_engine=None, timing_cache=None, calib_cache=None, dla_core=None, warmup_ms=500, iterations=200,
-              duration_s=0, profile=False, metric="gpu_compute", timeout_s=1800, log_path=None):
+def benchmark(onnx_or_engine: Union[str, os.PathLike], precision: str = "fp16", trtexec: Optional[str] = None,
+              version: Optional[Union[str, int, Tuple[int, ...]]] = None, workspace_mb: Optional[int] = 1024,
+              input_shape: Optional[Union[Sequence[int], Dict[str, Sequence[int]]]] = None,
+              save_engine: Optional[Union[str, os.PathLike]] = None,
+              timing_cache: Optional[Union[str, os.PathLike]] = None,
+              calib_cache: Optional[Union[str, os.PathLike]] = None, dla_core: Optional[int] = None,
+              warmup_ms: float = 500, iterations: int = 200, duration_s: float = 0, profile: bool = False,
+              metric: str = "gpu_compute", timeout_s: float = 1800,
+              log_path: Optional[Union[str, os.PathLike]] = None) -> LatencyStats:
     """Run trtexec's benchmark recipe on an ONNX file or an engine and return LatencyStats.
 
     The statistics come from the per-query --exportTimes records after trtexec's warm-up (so p90 and std exist on

@@ -30,7 +30,9 @@ total_ms, percentage.
 """
 
 import json
+import os
 import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .stats import LatencyStats
 from .trt_build import EngineBuildError, version_from_tag
@@ -60,7 +62,7 @@ class TrtexecFailed(EngineBuildError):
 class TrtexecLog(object):
     """What a trtexec log says. `summary`: metric → {min, max, mean, median, percentiles: {q: ms}}."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.version = None  # (major, minor, patch) from the &&&& header
         self.status = None  # "PASSED", "FAILED", or None (still running / cut off)
         self.command = None
@@ -76,7 +78,7 @@ class TrtexecLog(object):
         self.batch = None  # images per query with an implicit batch (--batch=N), None for an explicit batch
 
 
-def command_batch(command):
+def command_batch(command: Optional[str]) -> Optional[int]:
     """N from `--batch=N` in a trtexec command line, else None."""
     m = _BATCH_ARG.search(command or "")
     return int(m.group(1)) if m else None
@@ -146,7 +148,7 @@ def _info_line(log, msg):
         log.device = m.group(1).strip()
 
 
-def parse_log(source, name="trtexec output"):
+def parse_log(source: Union[str, bytes], name: str = "trtexec output") -> TrtexecLog:
     """A TrtexecLog from trtexec's stdout (str or bytes); ValueError when the text is not a trtexec log."""
     text = _read_text(source) or ""
     log, seen = TrtexecLog(), False
@@ -177,7 +179,8 @@ def parse_log(source, name="trtexec output"):
     return log
 
 
-def summary_stats(source, metric="gpu_compute", name="trtexec output"):
+def summary_stats(source: Union[TrtexecLog, str, bytes], metric: str = "gpu_compute",
+                  name: str = "trtexec output") -> LatencyStats:
     """LatencyStats of one summary metric (gpu_compute, latency, end_to_end, enqueue, h2d, d2h) of a log.
 
     Raises TrtexecFailed for a failed run, ValueError for a log that is cut off or lacks the metric.
@@ -204,7 +207,7 @@ def summary_stats(source, metric="gpu_compute", name="trtexec output"):
                         runs, warmup=warmup, info=info, batch=log.batch)
 
 
-def batch_labels(log):
+def batch_labels(log: TrtexecLog) -> Dict[str, Any]:
     """What trtexec's figures count: per image or per batch (implicit batch), or per query (explicit)."""
     if log.batch:
         return {"batch": log.batch, "implicit_batch": True,
@@ -228,7 +231,7 @@ def _runs(log):
     return 0, False
 
 
-def version_label(version):
+def version_label(version: Optional[Sequence[int]]) -> str:
     return ".".join(str(x) for x in version) if version else "unknown version"
 
 
@@ -258,7 +261,7 @@ def _load_json(source, what):
     return data, name
 
 
-def parse_export_times(source):
+def parse_export_times(source: Union[str, bytes, os.PathLike, List[Any]]) -> List[Dict[str, Any]]:
     """All records of an --exportTimes file (path, JSON text or list), checked; warm-ups still included."""
     data, name = _load_json(source, "--exportTimes file")
     if not data or not all(isinstance(r, dict) and "computeMs" in r and "startComputeMs" in r for r in data):
@@ -267,12 +270,13 @@ def parse_export_times(source):
     return data
 
 
-def filter_warmup(records, warmup_ms=200.0):
+def filter_warmup(records: Iterable[Dict[str, Any]], warmup_ms: float = 200.0) -> List[Dict[str, Any]]:
     """Records whose compute started at or after `warmup_ms` (trtexec's own warm-up rule; 200 ms default)."""
     return [r for r in records if float(r["startComputeMs"]) >= float(warmup_ms)]
 
 
-def times_stats(source, metric="gpu_compute", warmup_ms=200.0):
+def times_stats(source: Union[str, bytes, os.PathLike, List[Any]], metric: str = "gpu_compute",
+                warmup_ms: float = 200.0) -> LatencyStats:
     """LatencyStats (with samples) of one per-query metric of an --exportTimes file, warm-ups removed."""
     records = parse_export_times(source)
     timed = filter_warmup(records, warmup_ms)
@@ -290,7 +294,7 @@ def times_stats(source, metric="gpu_compute", warmup_ms=200.0):
     return LatencyStats.from_samples(samples, warmup=len(records) - len(timed), info=info)
 
 
-def parse_export_profile(source):
+def parse_export_profile(source: Union[str, bytes, os.PathLike, List[Any]]) -> Tuple[int, List[Dict[str, Any]]]:
     """(count, layers) from an --exportProfile file; layers as documented in the module docstring."""
     data, name = _load_json(source, "--exportProfile file")
     if not data or not isinstance(data[0], dict) or "count" not in data[0]:

@@ -16,21 +16,25 @@ import importlib.util
 import os
 import shutil
 import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
 
-from deploy.stats import check_stop
+from deploy.stats import LatencyStats, check_stop
 
 from .store import EngineCache, engine_key
+
+if TYPE_CHECKING:
+    from .limits import Limits
 
 TRTEXEC_DEFAULT = "/usr/src/tensorrt/bin/trtexec"
 
 
-def find_trtexec(path=None):
+def find_trtexec(path: Optional[str] = None) -> Optional[str]:
     """The executable trtexec would run: `path`, else deploy.trtexec's choice ($TRTEXEC, JetPack's, PATH)."""
     from deploy.trtexec import trtexec_path
     return shutil.which(path or trtexec_path())
 
 
-def trt_python_version():
+def trt_python_version() -> Optional[str]:
     try:
         from deploy import trt_build
         return trt_build.tensorrt_version()
@@ -38,7 +42,7 @@ def trt_python_version():
         return None
 
 
-def cuda_from_python():
+def cuda_from_python() -> Optional[str]:
     """The CUDA binding deploy.trt_run would use (it tries pycuda, then cuda-python), or None."""
     for module in ("pycuda", "cuda"):
         if importlib.util.find_spec(module) is not None:
@@ -46,7 +50,7 @@ def cuda_from_python():
     return None
 
 
-def backends(trtexec=None):
+def backends(trtexec: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
     """Which backends can run here, with versions, or why not."""
     found = {}
     try:
@@ -73,8 +77,9 @@ class MeasureEnv(object):
     """What measurements share: the engine cache, the tegrastats binary and interval, the trtexec path, and the
     memory limits (jetson.limits.Limits; this machine's by default)."""
 
-    def __init__(self, engine_dir="~/.edgeprune-agent/engines", engine_cache_mb=4096, tegrastats="tegrastats",
-                 interval_ms=200, trtexec=None, limits=None):
+    def __init__(self, engine_dir: Union[str, os.PathLike] = "~/.edgeprune-agent/engines", engine_cache_mb: int = 4096,
+                 tegrastats: str = "tegrastats", interval_ms: int = 200, trtexec: Optional[str] = None,
+                 limits: Optional["Limits"] = None) -> None:
         from .limits import Limits
 
         self.engine_dir = engine_dir
@@ -86,7 +91,7 @@ class MeasureEnv(object):
         self._engines = None
 
     @property
-    def engines(self):
+    def engines(self) -> EngineCache:
         """The engine cache, created on first use (onnxruntime measurements never touch it)."""
         if self._engines is None:
             self._engines = EngineCache(self.engine_dir, self.engine_cache_mb)
@@ -145,7 +150,9 @@ def _trt_engine(source, opts, env, sha256, stop):
     return env.engines.path(key), info
 
 
-def prepare_onnxruntime(source, opts, env, sha256, stop=None):
+def prepare_onnxruntime(source: str, opts: Dict[str, Any], env: MeasureEnv, sha256: Optional[str],
+                        stop: Optional[Callable[[], Optional[str]]] = None
+                        ) -> Tuple[Callable[[], LatencyStats], Optional[Dict[str, Any]]]:
     if _is_engine(source):
         raise ValueError("{}: onnxruntime times ONNX files, not TensorRT engines".format(source))
     from deploy.onnxruntime_runner import OnnxRuntimeRunner
@@ -154,7 +161,9 @@ def prepare_onnxruntime(source, opts, env, sha256, stop=None):
                                max_input_bytes=env.limits.max_input_bytes), None
 
 
-def prepare_trt(source, opts, env, sha256, stop=None):
+def prepare_trt(source: str, opts: Dict[str, Any], env: MeasureEnv, sha256: Optional[str],
+                stop: Optional[Callable[[], Optional[str]]] = None
+                ) -> Tuple[Callable[[], LatencyStats], Optional[Dict[str, Any]]]:
     engine, info = _trt_engine(source, opts, env, sha256, stop)
     check_stop(stop)  # a job cancelled or out of time during the build stops here, before any timing
     from deploy import trt_run
@@ -180,7 +189,9 @@ def _engine_shapes(model, input_shape, onnx_source=True):
     return {names[0]: list(input_shape)}
 
 
-def prepare_trtexec(source, opts, env, sha256, stop=None):
+def prepare_trtexec(source: str, opts: Dict[str, Any], env: MeasureEnv, sha256: Optional[str],
+                    stop: Optional[Callable[[], Optional[str]]] = None
+                    ) -> Tuple[Callable[[], LatencyStats], Optional[Dict[str, Any]]]:
     """trtexec on the cached engine, or on the ONNX file with --saveEngine into the cache (a killed run leaves
     only a scratch file behind, never a half-written engine under its key)."""
     from deploy import trtexec
@@ -205,7 +216,7 @@ def prepare_trtexec(source, opts, env, sha256, stop=None):
             "cached": True, "build_s": None, "key": key, "tensorrt": _trt3(version)}
     scratch = env.engines.scratch_path(key + ".engine")
 
-    def build_and_time():
+    def build_and_time() -> LatencyStats:
         try:
             stats = benchmark(source, opts["precision"], input_shape=opts["input_shape"], save_engine=scratch,
                               timing_cache=env.engines.timing_cache(_trt3(version)), **kwargs)

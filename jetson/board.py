@@ -13,6 +13,7 @@ import platform
 import re
 import socket
 import subprocess
+from typing import Any, Callable, Dict, List, Optional
 
 # L4T release → JetPack, from NVIDIA's release notes. Unlisted releases fall back to _JETPACK_BY_MAJOR_MINOR.
 _JETPACK = {
@@ -26,7 +27,7 @@ _JETPACK_BY_MAJOR_MINOR = {"32.7": "4.6.x", "32.6": "4.6", "32.5": "4.5.x", "32.
                            "36.3": "6.0", "36.4": "6.1/6.2"}
 
 
-def run_command(argv, timeout=10.0):
+def run_command(argv: List[str], timeout: float = 10.0) -> Optional[str]:
     """stdout of a command that exited 0, else None (absent, failed, timed out)."""
     try:
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
@@ -48,19 +49,19 @@ def _read(root, path):
         return None
 
 
-def board_model(root="/"):
+def board_model(root: str = "/") -> Optional[str]:
     text = (_read(root, "/proc/device-tree/model") or "").replace("\x00", "").strip()
     return text or None
 
 
-def l4t_release(root="/"):
+def l4t_release(root: str = "/") -> Optional[str]:
     """'32.7.1' from `# R32 (release), REVISION: 7.1, ...` in /etc/nv_tegra_release."""
     text = _read(root, "/etc/nv_tegra_release") or ""
     m = re.search(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)\.(\d+)", text)
     return "{}.{}.{}".format(*m.groups()) if m else None
 
 
-def jetpack_for(l4t):
+def jetpack_for(l4t: Optional[str]) -> Optional[str]:
     if not l4t:
         return None
     if l4t in _JETPACK:
@@ -74,7 +75,7 @@ def _version_prefix(text):
     return m.group(1) if m else None
 
 
-def tensorrt_version(root="/", run=run_command):
+def tensorrt_version(root: str = "/", run: Callable[[List[str]], Optional[str]] = run_command) -> Optional[str]:
     """From the TensorRT Python bindings on this machine (root "/"), else from the Debian packages."""
     if root == "/":
         try:
@@ -91,7 +92,7 @@ def tensorrt_version(root="/", run=run_command):
     return None
 
 
-def cuda_version(root="/", run=run_command):
+def cuda_version(root: str = "/", run: Callable[[List[str]], Optional[str]] = run_command) -> Optional[str]:
     """From /usr/local/cuda/version.json (CUDA ≥ 11), version.txt (10.2), or `nvcc --version`."""
     text = _read(root, "/usr/local/cuda/version.json")
     if text:
@@ -107,7 +108,7 @@ def cuda_version(root="/", run=run_command):
     return m.group(1) if m else None
 
 
-def parse_nvpmodel(text):
+def parse_nvpmodel(text: Optional[str]) -> Optional[Dict[str, Any]]:
     """{'name': 'MAXN', 'id': 0} from `nvpmodel -q` (`NV Power Mode: MAXN` then the id on its own line)."""
     m = re.search(r"NV Power Mode:\s*(\S+)\s*\n\s*(\d+)", text or "")
     if m:
@@ -116,14 +117,14 @@ def parse_nvpmodel(text):
     return {"name": m.group(1), "id": None} if m else None
 
 
-def power_mode(run=run_command):
+def power_mode(run: Callable[[List[str]], Optional[str]] = run_command) -> Optional[Dict[str, Any]]:
     return parse_nvpmodel(run(["nvpmodel", "-q"]))
 
 
 _CLOCK_LINE = re.compile(r"^(cpu\d+|GPU|EMC)\s*:?\s+(.*)$")
 
 
-def parse_jetson_clocks(text):
+def parse_jetson_clocks(text: Optional[str]) -> Dict[str, Dict[str, int]]:
     """{name: {'min', 'max', 'cur'}} (kHz or Hz as printed) for the online CPUs, GPU and EMC from
     `jetson_clocks --show` (DLA and PVA lines are left out: idle accelerators are gated, not slow)."""
     clocks = {}
@@ -160,7 +161,7 @@ def _sysfs_clocks(root):
     return clocks
 
 
-def clocks(root="/", run=run_command):
+def clocks(root: str = "/", run: Callable[[List[str]], Optional[str]] = run_command) -> Dict[str, Any]:
     """Whether clocks are pinned (every CPU online, GPU and EMC at its maximum), from `jetson_clocks --show` or,
     without root, sysfs. `pinned` is None when nothing could be read."""
     source, found = "jetson_clocks --show", parse_jetson_clocks(run(["jetson_clocks", "--show"]))
@@ -172,7 +173,7 @@ def clocks(root="/", run=run_command):
     return {"pinned": not below, "source": source, "not_at_max": below, "clocks": found}
 
 
-def temperatures(root="/"):
+def temperatures(root: str = "/") -> Dict[str, float]:
     """Thermal zone type → °C from /sys/devices/virtual/thermal/thermal_zone*/{type,temp} (millidegrees)."""
     temps = {}
     for zone in sorted(glob.glob(_path(root, "/sys/devices/virtual/thermal/thermal_zone*"))):
@@ -186,16 +187,16 @@ def temperatures(root="/"):
     return temps
 
 
-def memory(root="/"):
+def memory(root: str = "/") -> Dict[str, Optional[int]]:
     """{'total_mb', 'available_mb', 'free_mb'} from /proc/meminfo; values None when absent."""
     kb = dict(re.findall(r"^(\w+):\s+(\d+) kB", _read(root, "/proc/meminfo") or "", re.MULTILINE))
 
-    def mb(key):
+    def mb(key: str) -> Optional[int]:
         return int(kb[key]) // 1024 if key in kb else None
     return {"total_mb": mb("MemTotal"), "available_mb": mb("MemAvailable"), "free_mb": mb("MemFree")}
 
 
-def static_facts(root="/", run=run_command):
+def static_facts(root: str = "/", run: Callable[[List[str]], Optional[str]] = run_command) -> Dict[str, Any]:
     """What does not change while the agent runs."""
     l4t = l4t_release(root)
     return {
@@ -206,19 +207,19 @@ def static_facts(root="/", run=run_command):
     }
 
 
-def dynamic_facts(root="/", run=run_command):
+def dynamic_facts(root: str = "/", run: Callable[[List[str]], Optional[str]] = run_command) -> Dict[str, Any]:
     """What can change between two measurements (someone runs nvpmodel, the board warms up)."""
     return {"power_mode": power_mode(run), "clocks": clocks(root, run), "temperatures_c": temperatures(root),
             "memory": memory(root)}
 
 
-def facts(root="/", run=run_command):
+def facts(root: str = "/", run: Callable[[List[str]], Optional[str]] = run_command) -> Dict[str, Any]:
     d = static_facts(root, run)
     d.update(dynamic_facts(root, run))
     return d
 
 
-def fingerprint(static, dynamic):
+def fingerprint(static: Dict[str, Any], dynamic: Dict[str, Any]) -> Dict[str, Any]:
     """The few facts that make two latency figures comparable, stored with every result."""
     mode = dynamic.get("power_mode") or {}
     return {

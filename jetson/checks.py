@@ -9,22 +9,26 @@ a request ever reaches the filesystem.
 
 import base64
 import binascii
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Union
 
 from . import protobuf
 from .limits import Limits, check_inputs, check_model, model_inputs
 from .options import OptionError
 
+if TYPE_CHECKING:
+    import onnx
+
 _DEFAULT_LIMITS = []
 
 
-def default_limits():
+def default_limits() -> Limits:
     """Limits from this machine's memory, read once (check_onnx without explicit limits uses them)."""
     if not _DEFAULT_LIMITS:
         _DEFAULT_LIMITS.append(Limits.for_board())
     return _DEFAULT_LIMITS[0]
 
 
-def decode_model(value):
+def decode_model(value: Any) -> bytes:
     if not isinstance(value, str) or not value:
         raise OptionError("onnx must be the model file as base64 text", "onnx")
     try:
@@ -33,7 +37,7 @@ def decode_model(value):
         raise OptionError("onnx is not valid base64 ({})".format(e), "onnx")
 
 
-def protobuf_fields(data):
+def protobuf_fields(data: Union[bytes, bytearray, memoryview]) -> Set[int]:
     """Top-level field numbers of a protobuf message; ValueError when the bytes are not one (or are cut short)."""
     return protobuf.field_numbers(data)
 
@@ -89,14 +93,14 @@ def _graph_tensors(graph):
                     yield t
 
 
-def uses_external_data(model):
+def uses_external_data(model: "onnx.ModelProto") -> bool:
     import onnx
 
     return any(t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data)
                for t in _graph_tensors(model.graph))
 
 
-def check_onnx(data, options, limits=None):
+def check_onnx(data: bytes, options: Dict[str, Any], limits: Optional[Limits] = None) -> None:
     """Reject at submission what cannot run or would be too large: bytes that are not ONNX, a truncated file,
     weights kept in a separate file, an input shape that does not fit the model or the agent's limits."""
     limits = limits or default_limits()

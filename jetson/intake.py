@@ -14,11 +14,13 @@
   job whose 202 answer cannot be delivered is cancelled.
 """
 
+import io
 import json
 import select
 import socket
 import threading
 import time
+from typing import Any, Dict, Optional, Tuple
 
 CHUNK = 1 << 16
 RETRY_AFTER_S = 5
@@ -27,7 +29,8 @@ RETRY_AFTER_S = 5
 class ApiError(Exception):
     """An HTTP error answer: status, message, the field at fault, and `retry_after` seconds for 429/503."""
 
-    def __init__(self, status, message, field=None, retry_after=None):
+    def __init__(self, status: int, message: str, field: Optional[str] = None,
+                 retry_after: Optional[float] = None) -> None:
         Exception.__init__(self, message)
         self.status, self.message, self.field, self.retry_after = status, message, field, retry_after
 
@@ -39,8 +42,9 @@ class ClientGone(Exception):
 class IntakeLimits(object):
     """Connection and body bounds (sizes in MB, times in seconds)."""
 
-    def __init__(self, max_body_mb=512.0, body_buffer_mb=None, max_connections=64, header_timeout_s=20.0,
-                 body_idle_s=15.0, body_min_rate_kbs=64.0, upload_wait_s=10.0, upload_slots=2):
+    def __init__(self, max_body_mb: float = 512.0, body_buffer_mb: Optional[float] = None, max_connections: int = 64,
+                 header_timeout_s: float = 20.0, body_idle_s: float = 15.0, body_min_rate_kbs: float = 64.0,
+                 upload_wait_s: float = 10.0, upload_slots: int = 2) -> None:
         self.max_body_bytes = int(max_body_mb * 2 ** 20)
         self.body_buffer_bytes = int((body_buffer_mb or 2 * max_body_mb) * 2 ** 20)
         self.max_connections = int(max_connections)
@@ -50,11 +54,11 @@ class IntakeLimits(object):
         self.upload_wait_s = float(upload_wait_s)
         self.upload_slots = int(upload_slots)
 
-    def body_deadline_s(self, length):
+    def body_deadline_s(self, length: int) -> float:
         """Seconds a body of `length` bytes may take in all: the idle allowance plus its size at the minimum rate."""
         return self.body_idle_s + length / self.body_min_rate
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         return {"max_body_mb": self.max_body_bytes / 2.0 ** 20, "body_buffer_mb": self.body_buffer_bytes / 2.0 ** 20,
                 "max_connections": self.max_connections, "header_timeout_s": self.header_timeout_s,
                 "body_idle_s": self.body_idle_s, "body_min_rate_kbs": self.body_min_rate / 1024.0,
@@ -64,11 +68,11 @@ class IntakeLimits(object):
 class ByteBudget(object):
     """A pool of bytes that request bodies reserve as they arrive."""
 
-    def __init__(self, capacity):
+    def __init__(self, capacity: int) -> None:
         self.capacity, self.used = int(capacity), 0
         self._cond = threading.Condition()
 
-    def take(self, n, timeout):
+    def take(self, n: int, timeout: float) -> bool:
         """Reserve `n` bytes, waiting up to `timeout` seconds; False when they did not become free."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -80,7 +84,7 @@ class ByteBudget(object):
             self.used += n
             return True
 
-    def give(self, n):
+    def give(self, n: int) -> None:
         if n:
             with self._cond:
                 self.used = max(0, self.used - n)
@@ -91,7 +95,7 @@ class ConnectionGuard(object):
     """At most `limit` connections at once, each with a deadline for its current phase (see the module
     docstring); one watchdog thread shuts down the sockets past their deadline."""
 
-    def __init__(self, limit, tick_s=0.25):
+    def __init__(self, limit: int, tick_s: float = 0.25) -> None:
         self.limit, self.tick_s = int(limit), float(tick_s)
         self._deadlines = {}  # socket → monotonic deadline or None
         self._lock = threading.Lock()
@@ -101,29 +105,29 @@ class ConnectionGuard(object):
         self._thread.daemon = True
         self._thread.start()
 
-    def admit(self, sock, seconds):
+    def admit(self, sock: socket.socket, seconds: float) -> bool:
         with self._lock:
             if len(self._deadlines) >= self.limit:
                 return False
             self._deadlines[sock] = time.monotonic() + seconds
             return True
 
-    def deadline(self, sock, seconds):
+    def deadline(self, sock: socket.socket, seconds: Optional[float]) -> None:
         """The current phase of `sock` must end within `seconds` (None: no deadline, the agent's own work)."""
         with self._lock:
             if sock in self._deadlines:
                 self._deadlines[sock] = None if seconds is None else time.monotonic() + seconds
 
-    def release(self, sock):
+    def release(self, sock: socket.socket) -> None:
         with self._lock:
             self._deadlines.pop(sock, None)
 
     @property
-    def open(self):
+    def open(self) -> int:
         with self._lock:
             return len(self._deadlines)
 
-    def close(self):
+    def close(self) -> None:
         self._closed.set()
         self._thread.join(2.0)
 
@@ -142,7 +146,7 @@ class ConnectionGuard(object):
                     pass
 
 
-def refuse_connection(sock, retry_after=RETRY_AFTER_S):
+def refuse_connection(sock: socket.socket, retry_after: float = RETRY_AFTER_S) -> None:
     """Answer 503 to a connection over the cap without blocking the accepting thread, then close it."""
     body = json.dumps({"error": "too many connections to this agent: retry in {} s".format(retry_after),
                        "field": None}).encode("utf-8") + b"\n"
@@ -160,7 +164,7 @@ def refuse_connection(sock, retry_after=RETRY_AFTER_S):
             pass
 
 
-def read_body(rfile, length, budget, limits):
+def read_body(rfile: io.BufferedReader, length: int, budget: ByteBudget, limits: IntakeLimits) -> Tuple[bytearray, int]:
     """(body as a bytearray, bytes reserved in `budget`) for a body of `length` bytes.
 
     ApiError 408 when the client stalls past `body_idle_s` or the whole body takes longer than its deadline,
@@ -196,7 +200,7 @@ def read_body(rfile, length, budget, limits):
         raise
 
 
-def client_gone(sock):
+def client_gone(sock: socket.socket) -> bool:
     """True when the client has closed its side (EOF is waiting) or the socket is broken."""
     try:
         readable, _w, _x = select.select([sock], [], [], 0)

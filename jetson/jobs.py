@@ -5,6 +5,7 @@ time in jetson/worker.py; their public names are re-exported here for the board 
 """
 
 import time
+from typing import Any, Callable, Dict, Optional
 
 from .backends import PREPARE, TRTEXEC_DEFAULT, MeasureEnv, backends, cuda_from_python, find_trtexec, trt_python_version  # noqa: F401
 from .options import BACKENDS, OPTION_DEFAULTS, PRECISIONS, OptionError, parse_options, parse_shape  # noqa: F401
@@ -30,7 +31,8 @@ def _tegrastats_summary(sampler, stats, start, end):
     return summary
 
 
-def measure(source, options, env, sha256=None, stop=None):
+def measure(source: str, options: Dict[str, Any], env: MeasureEnv, sha256: Optional[str] = None,
+            stop: Optional[Callable[[], Optional[str]]] = None) -> Dict[str, Any]:
     """Prepare (build or load), then time `source` (.onnx, or an engine for trt/trtexec) with tegrastats sampling
     around the timing only. Returns the result dict the agent stores and the board bench prints.
 

@@ -16,8 +16,12 @@ CLI take explicit values.
 """
 
 import os
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from .options import OptionError
+
+if TYPE_CHECKING:
+    import onnx
 
 ELEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
               17: 1, 18: 1, 19: 1, 20: 1}  # TensorProto.DataType → bytes per element (STRING left out)
@@ -31,7 +35,7 @@ def _clamp(x, lo, hi):
     return max(lo, min(hi, x))
 
 
-def board_memory_mb(root="/"):
+def board_memory_mb(root: str = "/") -> Optional[int]:
     """MemTotal in MB from /proc/meminfo under `root`, or None."""
     try:
         with open(os.path.join(root, "proc/meminfo")) as f:
@@ -46,8 +50,9 @@ def board_memory_mb(root="/"):
 class Limits(object):
     """Per-request bounds (sizes in MB, times in seconds); None picks the default derived from `total_mb`."""
 
-    def __init__(self, total_mb=None, max_input_mb=None, max_tensor_mb=None, max_workspace_mb=None,
-                 job_time_limit_s=1800.0, max_job_time_limit_s=7200.0, max_queued=64):
+    def __init__(self, total_mb: Optional[float] = None, max_input_mb: Optional[float] = None,
+                 max_tensor_mb: Optional[float] = None, max_workspace_mb: Optional[int] = None,
+                 job_time_limit_s: float = 1800.0, max_job_time_limit_s: float = 7200.0, max_queued: int = 64) -> None:
         self.total_mb_measured = total_mb is not None
         self.total_mb = int(total_mb) if total_mb else ASSUMED_TOTAL_MB
         self.max_input_mb = float(max_input_mb or _clamp(self.total_mb / 32.0, 16, 1024))
@@ -58,23 +63,23 @@ class Limits(object):
         self.max_queued = int(max_queued)
 
     @classmethod
-    def for_board(cls, root="/", **given):
+    def for_board(cls, root: str = "/", **given: Any) -> "Limits":
         return cls(total_mb=board_memory_mb(root), **given)
 
     @property
-    def max_input_bytes(self):
+    def max_input_bytes(self) -> int:
         return int(self.max_input_mb * 2 ** 20)
 
     @property
-    def max_tensor_bytes(self):
+    def max_tensor_bytes(self) -> int:
         return int(self.max_tensor_mb * 2 ** 20)
 
     @property
-    def max_io_bytes(self):
+    def max_io_bytes(self) -> int:
         """The bound on a TensorRT runner's input and output buffers together."""
         return self.max_input_bytes + self.max_tensor_bytes
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         return {"memory_total_mb": self.total_mb if self.total_mb_measured else None,
                 "max_input_mb": self.max_input_mb, "max_tensor_mb": self.max_tensor_mb,
                 "max_workspace_mb": self.max_workspace_mb, "job_time_limit_s": self.job_time_limit_s,
@@ -94,7 +99,8 @@ def _describe(name, dims, elem):
     return "{!r} {} {}".format(name, list(dims), ELEM_NAMES.get(elem, "type {}".format(elem)))
 
 
-def check_inputs(inputs, input_shape, limits):
+def check_inputs(inputs: Sequence[Tuple[str, Optional[int], Optional[Sequence[Optional[int]]]]],
+                 input_shape: Optional[Sequence[int]], limits: Limits) -> None:
     """`inputs`: [(name, elem_type, dims)] with the first input's dims replaced by `input_shape` when given.
     OptionError when their arrays together exceed max_input_mb."""
     total, parts = 0, []
@@ -165,7 +171,7 @@ def _largest_tensor(model, input_shape):
     return best
 
 
-def model_inputs(model):
+def model_inputs(model: "onnx.ModelProto") -> List[Tuple[str, int, List[Optional[int]]]]:
     """[(name, elem_type, dims)] of an onnx.ModelProto's real inputs (not initializers)."""
     init = set(t.name for t in model.graph.initializer)
     out = []
@@ -177,7 +183,7 @@ def model_inputs(model):
     return out
 
 
-def check_model(model, input_shape, limits):
+def check_model(model: "onnx.ModelProto", input_shape: Optional[Sequence[int]], limits: Limits) -> None:
     """Refuse (OptionError, field input_shape) a ModelProto whose inputs or largest tensor at `input_shape` are
     over the limits."""
     check_inputs(model_inputs(model), input_shape, limits)

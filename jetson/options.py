@@ -1,6 +1,11 @@
 """The profiling options a request may set, their defaults and checks (docs/jetson.md lists them)."""
 
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
 from deploy.protocol import PRECISIONS, default_precision  # noqa: F401 (PRECISIONS re-exported)
+
+if TYPE_CHECKING:
+    from .limits import Limits
 
 BACKENDS = ("trt", "trtexec", "onnxruntime")
 OPTION_DEFAULTS = {
@@ -14,7 +19,7 @@ DEFAULT_TIME_LIMIT_S, MAX_TIME_LIMIT_S, MAX_WORKSPACE_MB = 1800.0, 7200.0, 1 << 
 class OptionError(ValueError):
     """Bad input from a client: the message says what is wrong, `field` names the option or body field."""
 
-    def __init__(self, message, field=None):
+    def __init__(self, message: str, field: Optional[str] = None) -> None:
         ValueError.__init__(self, message)
         self.field = field
 
@@ -44,7 +49,7 @@ def _seconds(opts, name, default, maximum):
     return float(v)
 
 
-def parse_shape(value):
+def parse_shape(value: Any) -> Optional[List[int]]:
     """[1, 3, 640, 640] from a list of ints or text such as '1,3,640,640' or '1x3x640x640'; None stays None."""
     if value is None:
         return None
@@ -77,7 +82,7 @@ def _check_combinations(opts):
                           "warmup_ms")
 
 
-def parse_options(raw, limits=None):
+def parse_options(raw: Any, limits: Optional["Limits"] = None) -> Dict[str, Any]:
     """Validated options with defaults filled in; raises OptionError naming the field. `limits` (a
     jetson.limits.Limits) gives the default and maximum time_limit_s and the largest workspace_mb."""
     if not isinstance(raw, dict):

@@ -7,12 +7,13 @@ ONNX 1.0 and cannot, by protobuf's compatibility rules.
 """
 
 import struct
+from typing import Iterator, List, Optional, Set, Tuple, Union
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 _U64 = (1 << 64) - 1
 
 
-def read_varint(data, i):
+def read_varint(data: Union[bytes, bytearray, memoryview], i: int) -> Tuple[int, int]:
     """(value, next index) of the varint at data[i]; ValueError when it is cut short or over 64 bits."""
     value, shift = 0, 0
     while True:
@@ -25,7 +26,7 @@ def read_varint(data, i):
             return value, i
 
 
-def iter_fields(data):
+def iter_fields(data: Union[bytes, bytearray, memoryview]) -> Iterator[Tuple[int, int, Union[int, memoryview]]]:
     """(field number, wire type, value) for each field of one message: an int for varints and fixed-size fields,
     a memoryview for length-delimited ones. ValueError when the bytes are not a message or are cut short."""
     view = data if isinstance(data, memoryview) else memoryview(data)
@@ -50,7 +51,7 @@ def iter_fields(data):
         yield field, wire, value
 
 
-def field_numbers(data):
+def field_numbers(data: Union[bytes, bytearray, memoryview]) -> Set[int]:
     """The set of top-level field numbers of a message (ValueError as iter_fields)."""
     return set(f for f, _w, _v in iter_fields(data))
 
@@ -98,7 +99,8 @@ def _tensor_name(view):
     return ""
 
 
-def onnx_inputs(model_bytes):
+def onnx_inputs(model_bytes: Union[bytes, bytearray, memoryview]
+                ) -> List[Tuple[str, Optional[int], Optional[List[Optional[int]]]]]:
     """[(name, elem_type, dims)] of a serialized ModelProto's graph inputs that are not initializers (the model's
     real inputs); dims hold None for dynamic dimensions. ValueError when the bytes are not a ModelProto."""
     graphs = [v for f, wire, v in iter_fields(model_bytes) if f == 7 and wire == LENGTH]
@@ -115,7 +117,7 @@ def onnx_inputs(model_bytes):
 
 # ---------------------------------------------------------------- writing
 
-def varint(n):
+def varint(n: int) -> bytes:
     """The varint bytes of `n` (negative numbers as 64-bit two's complement, as protobuf writes int64)."""
     n &= _U64
     out = bytearray()
@@ -129,14 +131,14 @@ def varint(n):
             return bytes(out)
 
 
-def int_field(field, n):
+def int_field(field: int, n: int) -> bytes:
     return varint(field << 3 | VARINT) + varint(n)
 
 
-def bytes_field(field, data):
+def bytes_field(field: int, data: Union[str, bytes, bytearray, memoryview]) -> bytes:
     data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     return varint(field << 3 | LENGTH) + varint(len(data)) + data
 
 
-def float_field(field, x):
+def float_field(field: int, x: float) -> bytes:
     return varint(field << 3 | FIXED32) + struct.pack("<f", float(x))

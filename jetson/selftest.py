@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Callable, List, Optional, Sequence, Union
 
 from . import board, selftest_engines, tinyonnx
 from .backends import cuda_from_python, find_trtexec, trt_python_version
@@ -42,8 +43,9 @@ from .backends import cuda_from_python, find_trtexec, trt_python_version
 class SelfTest(object):
     OK, FAIL, WARN, ABSENT, SKIP = "ok", "FAIL", "warn", "absent", "skipped"
 
-    def __init__(self, out, board_root="/", trtexec=None, tegrastats="tegrastats", run=board.run_command,
-                 tegrastats_s=2.0):
+    def __init__(self, out: Union[str, os.PathLike], board_root: str = "/", trtexec: Optional[str] = None,
+                 tegrastats: str = "tegrastats", run: Callable[[List[str]], Optional[str]] = board.run_command,
+                 tegrastats_s: float = 2.0) -> None:
         self.out = os.path.abspath(out)
         os.makedirs(self.out, exist_ok=True)
         self.root, self.trtexec, self.tegrastats, self.run_cmd = board_root, trtexec, tegrastats, run
@@ -54,19 +56,19 @@ class SelfTest(object):
             f.write(tinyonnx.conv_model())
         self.reference, self.reference_source = tinyonnx.conv_reference(), "the pure-Python reference"
 
-    def row(self, check, status, detail, fix=""):
+    def row(self, check: str, status: str, detail: str, fix: str = "") -> None:
         self.rows.append({"n": len(self.rows) + 1, "check": check, "status": status, "detail": detail, "fix": fix})
 
-    def save(self, name, text):
+    def save(self, name: str, text: Optional[str]) -> None:
         if text is not None:
             with open(os.path.join(self.out, name), "w") as f:
                 f.write(text)
 
     @property
-    def jetson(self):
+    def jetson(self) -> bool:
         return bool(self.facts.get("model") or self.facts.get("l4t"))
 
-    def run(self):
+    def run(self) -> int:
         for name, check in CHECKS:
             try:
                 check(self)
@@ -77,13 +79,13 @@ class SelfTest(object):
         self.write_bundle()
         return self.exit_code()
 
-    def exit_code(self):
+    def exit_code(self) -> int:
         if any(r["status"] == self.FAIL for r in self.rows):
             return 1
         found_trt = self.facts.get("tensorrt_python") or self.facts.get("trtexec_path")
         return 0 if self.jetson and found_trt else 2
 
-    def verdict(self):
+    def verdict(self) -> str:
         code = self.exit_code()
         if code == 1:
             return "FAILED: fix the rows marked FAIL (exit 1)"
@@ -95,7 +97,7 @@ class SelfTest(object):
         return "PASSED: this board is ready for the agent (exit 0){}".format(
             "; {} row(s) absent or warned: see their fix".format(rest) if rest else "")
 
-    def table(self):
+    def table(self) -> str:
         head = ("#", "check", "status", "detail", "fix")
         rows = [(str(r["n"]), r["check"], r["status"], r["detail"], r["fix"] or "-") for r in self.rows]
         widths = [max(len(x[i]) for x in [head] + rows) for i in range(4)]
@@ -103,7 +105,7 @@ class SelfTest(object):
         lines.insert(1, "  ".join("-" * w for w in widths) + "  ---")
         return "\n".join(lines + ["", "status: " + self.verdict()])
 
-    def write_bundle(self):
+    def write_bundle(self) -> None:
         self.save("selftest.txt", self.table() + "\n")
         doc = {"rows": self.rows, "facts": self.facts, "timings": self.timings, "verdict": self.verdict(),
                "exit_status": self.exit_code(), "python": sys.version.split()[0], "host": socket.gethostname(),
@@ -113,7 +115,7 @@ class SelfTest(object):
 
 # ---------------------------------------------------------------- the checks that need no TensorRT
 
-def check_board(st):
+def check_board(st: SelfTest) -> None:
     facts = board.static_facts(st.root, st.run_cmd)
     st.facts.update(model=facts["model"], l4t=facts["l4t"], jetpack=facts["jetpack"], python=facts["python"],
                     machine=facts["machine"], memory=board.memory(st.root))
@@ -131,7 +133,7 @@ def check_board(st):
     st.row("board (L4T / JetPack)", st.OK, detail)
 
 
-def check_tensorrt(st):
+def check_tensorrt(st: SelfTest) -> None:
     version = trt_python_version()
     package = None if version else board.tensorrt_version(st.root, st.run_cmd)  # the Debian packages
     st.facts.update(tensorrt_python=version, tensorrt_package=package)
@@ -144,7 +146,7 @@ def check_tensorrt(st):
            "sudo apt install nvidia-jetpack (TensorRT comes with JetPack)")
 
 
-def check_cuda(st):
+def check_cuda(st: SelfTest) -> None:
     module = cuda_from_python()
     st.facts["cuda_python"] = module
     if not module:
@@ -162,7 +164,7 @@ def check_cuda(st):
         backend.close()
 
 
-def check_trtexec(st):
+def check_trtexec(st: SelfTest) -> None:
     path = find_trtexec(st.trtexec)
     st.facts["trtexec_path"] = path
     if not path:
@@ -180,7 +182,7 @@ def check_trtexec(st):
     st.row("trtexec", st.OK, "{} (TensorRT {})".format(path, version_string(version)))
 
 
-def check_reference(st):
+def check_reference(st: SelfTest) -> None:
     name = "reference output (onnxruntime)"
     try:
         import numpy as np
@@ -201,7 +203,7 @@ def check_reference(st):
         ort.__version__, diff))
 
 
-def check_tegrastats(st):
+def check_tegrastats(st: SelfTest) -> None:
     name = "tegrastats sample"
     exe = shutil.which(st.tegrastats)
     if not exe:
@@ -231,7 +233,7 @@ def check_tegrastats(st):
     st.row(name, st.OK, detail)
 
 
-def check_power_mode(st):
+def check_power_mode(st: SelfTest) -> None:
     text = st.run_cmd(["nvpmodel", "-q"])
     st.save("nvpmodel-q.txt", text)
     st.save("nvpmodel-q-verbose.txt", st.run_cmd(["nvpmodel", "-q", "--verbose"]))
@@ -243,7 +245,7 @@ def check_power_mode(st):
     st.row("power mode", st.OK, "{} (id {})".format(mode["name"], mode["id"]))
 
 
-def check_clocks(st):
+def check_clocks(st: SelfTest) -> None:
     st.save("jetson_clocks-show.txt", st.run_cmd(["jetson_clocks", "--show"]))
     if not st.jetson:
         return st.row("clocks", st.ABSENT, "not a Jetson", "run on the board")
@@ -265,7 +267,7 @@ CHECKS = [("board (L4T / JetPack)", check_board), ("TensorRT", check_tensorrt), 
           ("tegrastats sample", check_tegrastats), ("power mode", check_power_mode), ("clocks", check_clocks)]
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m jetson.selftest", description="check a Jetson board for edgeprune")
     p.add_argument("--out", default=None, help="bundle folder (default ./edgeprune-selftest-<host>-<time>)")
     p.add_argument("--trtexec", default=None, help="trtexec binary (default: $TRTEXEC, JetPack's, PATH)")

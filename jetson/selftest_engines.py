@@ -9,13 +9,17 @@ import json
 import os
 import struct
 import time
+from typing import TYPE_CHECKING, Iterable
 
 from . import tinyonnx
+
+if TYPE_CHECKING:
+    from .selftest import SelfTest
 
 TOLERANCE = 1e-3  # fp32 engines: TensorRT's convolution tactics differ from onnxruntime's in the last bits
 
 
-def max_abs_diff(a, b):
+def max_abs_diff(a: Iterable[float], b: Iterable[float]) -> float:
     a, b = list(a), list(b)
     if len(a) != len(b):
         return float("inf")
@@ -39,7 +43,7 @@ def _python_api(st):
     return import_tensorrt()
 
 
-def check_python_engine(st):
+def check_python_engine(st: "SelfTest") -> None:
     name = "engine via the Python API"
     if _python_api(st) is None:
         return st.row(name, st.SKIP, "needs TensorRT's Python bindings and CUDA from Python (rows above)",
@@ -85,7 +89,7 @@ def _trtexec_outputs(st, exe, engine):
         return None
 
 
-def check_trtexec_engine(st):
+def check_trtexec_engine(st: "SelfTest") -> None:
     name = "engine via trtexec"
     exe = st.facts.get("trtexec_path")
     if not exe:
@@ -152,7 +156,7 @@ def _parse_with_trtexec(st, path):
     return False, "trtexec failed (exit {}): {}".format(rc, " | ".join(errors[:3]) or "see efficientnms.log")
 
 
-def check_efficientnms(st):
+def check_efficientnms(st: "SelfTest") -> None:
     name = "EfficientNMS_TRT in the ONNX parser"
     path = os.path.join(st.out, "selftest-efficientnms.onnx")
     with open(path, "wb") as f:

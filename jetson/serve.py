@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 from deploy.protocol import TOKEN_ENV
 
@@ -22,7 +23,7 @@ from .worker import Worker
 log = logging.getLogger("edgeprune.agent")
 
 
-def is_loopback(host):
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
     except (OSError, ValueError):
@@ -43,9 +44,11 @@ def _token_policy(host, token, require_token):
     return require_token
 
 
-def serve(host="127.0.0.1", port=8765, state_dir="~/.edgeprune-agent", token=None, require_token=None,
-          max_body_mb=512, tegrastats="tegrastats", tegrastats_interval_ms=200, trtexec=None, engine_cache_mb=4096,
-          keep_jobs=5000, board_root="/", limits=None, intake=None, measure=measure):
+def serve(host: str = "127.0.0.1", port: int = 8765, state_dir: Union[str, os.PathLike] = "~/.edgeprune-agent",
+          token: Optional[str] = None, require_token: Optional[bool] = None, max_body_mb: float = 512,
+          tegrastats: str = "tegrastats", tegrastats_interval_ms: int = 200, trtexec: Optional[str] = None,
+          engine_cache_mb: int = 4096, keep_jobs: int = 5000, board_root: str = "/", limits: Optional[Limits] = None,
+          intake: Optional[IntakeLimits] = None, measure: Callable[..., Dict[str, Any]] = measure) -> AgentServer:
     """Open the state dir, start the worker and bind the server (port 0: any free port). Returns the server:
     `.serve_forever()` in this thread, or `.start()` for a background thread; `.close()` when done.
 
@@ -108,7 +111,7 @@ def _parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     limits = Limits.for_board(max_input_mb=a.max_input_mb, max_tensor_mb=a.max_tensor_mb,

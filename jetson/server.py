@@ -10,6 +10,7 @@ import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from . import __version__, board
@@ -20,13 +21,17 @@ from .intake import (
     ByteBudget,
     ClientGone,
     ConnectionGuard,
+    IntakeLimits,
     client_gone,
     read_body,
     refuse_connection,
 )
 from .options import OptionError, parse_options
-from .store import FINISHED
-from .worker import QueueFull
+from .store import FINISHED, JobStore
+from .worker import QueueFull, Worker
+
+if TYPE_CHECKING:
+    from .limits import Limits
 
 __all__ = ["AgentHandler", "AgentServer", "parse_json_body"]
 log = logging.getLogger("edgeprune.agent")
@@ -35,7 +40,7 @@ ANSWER_S = 30.0  # seconds a client may take to read an answer
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() accepts '²', which int() refuses
 
 
-def parse_json_body(body):
+def parse_json_body(body: Union[bytes, bytearray]) -> Dict[str, Any]:
     try:
         doc = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -50,20 +55,20 @@ def parse_json_body(body):
 class AgentHandler(BaseHTTPRequestHandler):
     server_version = "edgeprune-agent/" + __version__
 
-    def setup(self):
+    def setup(self) -> None:
         self.timeout = self.server.intake.body_idle_s  # the socket timeout: the longest wait for one byte
         BaseHTTPRequestHandler.setup(self)
 
-    def log_message(self, fmt, *args):
+    def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), fmt % args)
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         self._handle(self._get)
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         self._handle(self._post)
 
-    def do_DELETE(self):
+    def do_DELETE(self) -> None:
         self._handle(self._delete)
 
     def _handle(self, route):
@@ -253,8 +258,9 @@ class _ThreadingHTTPServer(socketserver.ThreadingMixIn, HTTPServer):
 class AgentServer(_ThreadingHTTPServer):
     """The HTTP server: the store, the worker, the token, the limits, and the guard on connections."""
 
-    def __init__(self, address, store, worker, token, require_token, board_root, static_facts, backends_found,
-                 limits, intake):
+    def __init__(self, address: Tuple[str, int], store: JobStore, worker: Worker, token: Optional[str],
+                 require_token: bool, board_root: str, static_facts: Dict[str, Any],
+                 backends_found: Dict[str, Dict[str, Any]], limits: "Limits", intake: IntakeLimits) -> None:
         _ThreadingHTTPServer.__init__(self, address, AgentHandler)
         self.store, self.worker = store, worker
         self.token, self.require_token = token, require_token
@@ -267,22 +273,22 @@ class AgentServer(_ThreadingHTTPServer):
         self.started_at = time.time()
         self._thread = None
 
-    def process_request(self, request, client_address):
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
         if not self.guard.admit(request, self.intake.header_timeout_s):
             refuse_connection(request)  # over the cap: answered and closed here, no thread started
             return
         _ThreadingHTTPServer.process_request(self, request, client_address)
 
-    def shutdown_request(self, request):
+    def shutdown_request(self, request: socket.socket) -> None:
         self.guard.release(request)
         _ThreadingHTTPServer.shutdown_request(self, request)
 
     @property
-    def url(self):
+    def url(self) -> str:
         host, port = self.server_address[:2]
         return "http://{}:{}".format("127.0.0.1" if host == "0.0.0.0" else host, port)
 
-    def device_info(self):
+    def device_info(self) -> Dict[str, Any]:
         return {
             "agent": {"version": __version__, "protocol": "v1", "started_at": self.started_at,
                       "queued": self.worker.pending(), "running": self.worker.running(),
@@ -293,14 +299,14 @@ class AgentServer(_ThreadingHTTPServer):
             "backends": self.backends,
         }
 
-    def start(self):
+    def start(self) -> "AgentServer":
         """Serve on a background thread (tests, embedding); `close()` stops it."""
         self._thread = threading.Thread(target=self.serve_forever, args=(0.1,), name="edgeprune-agent-http")
         self._thread.daemon = True
         self._thread.start()
         return self
 
-    def close(self):
+    def close(self) -> None:
         if self._thread is not None:
             self.shutdown()
             self._thread.join()

@@ -20,6 +20,7 @@ import re
 import threading
 import time
 import uuid
+from typing import Any, Dict, List, Optional, Union
 
 from deploy.files import write_atomic, write_json_atomic
 
@@ -37,7 +38,7 @@ def _remove(path):
 class JobStore(object):
     """Job records in memory and on disk; thread-safe (request threads read while the worker writes)."""
 
-    def __init__(self, state_dir, keep_jobs=5000):
+    def __init__(self, state_dir: Union[str, os.PathLike], keep_jobs: int = 5000) -> None:
         self.state_dir = os.path.abspath(os.path.expanduser(str(state_dir)))
         self.jobs_dir = os.path.join(self.state_dir, "jobs")
         self.models_dir = os.path.join(self.state_dir, "models")
@@ -74,10 +75,10 @@ class JobStore(object):
     def _job_path(self, job_id):
         return os.path.join(self.jobs_dir, job_id + ".json")
 
-    def model_path(self, job_id):
+    def model_path(self, job_id: str) -> str:
         return os.path.join(self.models_dir, job_id + ".onnx")
 
-    def create(self, model_bytes, options, name=None):
+    def create(self, model_bytes: bytes, options: Dict[str, Any], name: Optional[str] = None) -> Dict[str, Any]:
         """Store the model and a queued record; returns the record."""
         job_id = uuid.uuid4().hex
         write_atomic(self.model_path(job_id), model_bytes)
@@ -92,7 +93,7 @@ class JobStore(object):
             write_json_atomic(self._job_path(job_id), record)
         return copy.deepcopy(record)
 
-    def update(self, job_id, **changes):
+    def update(self, job_id: str, **changes: Any) -> Dict[str, Any]:
         with self._lock:
             record = self._jobs[job_id]
             record.update(changes)
@@ -103,14 +104,14 @@ class JobStore(object):
             self._forget_old()
         return snapshot
 
-    def get(self, job_id):
+    def get(self, job_id: Optional[str]) -> Optional[Dict[str, Any]]:
         if not _JOB_ID.match(job_id or ""):
             return None
         with self._lock:
             record = self._jobs.get(job_id)
             return copy.deepcopy(record) if record is not None else None
 
-    def summaries(self):
+    def summaries(self) -> List[Dict[str, Any]]:
         with self._lock:
             return [{"id": r["id"], "status": r["status"], "submitted_at": r["submitted_at"],
                      "model": r["model"].get("name")} for r in self._jobs.values()]
@@ -124,7 +125,7 @@ class JobStore(object):
                 _remove(self._job_path(job_id))
 
 
-def engine_key(onnx_sha256, options, trt_version):
+def engine_key(onnx_sha256: str, options: Dict[str, Any], trt_version: str) -> str:
     """Hash of everything that changes the engine TensorRT builds from one ONNX file."""
     parts = {"onnx": onnx_sha256, "tensorrt": trt_version, "precision": options.get("precision"),
              "input_shape": options.get("input_shape"), "workspace_mb": options.get("workspace_mb"),
@@ -135,18 +136,18 @@ def engine_key(onnx_sha256, options, trt_version):
 class EngineCache(object):
     """Engines on disk, least recently used ones removed beyond `max_mb`."""
 
-    def __init__(self, folder, max_mb=4096):
+    def __init__(self, folder: Union[str, os.PathLike], max_mb: int = 4096) -> None:
         self.folder = os.path.abspath(os.path.expanduser(str(folder)))
         os.makedirs(self.folder, exist_ok=True)
         self.max_bytes = int(max_mb) * 1024 * 1024
 
-    def path(self, key):
+    def path(self, key: str) -> str:
         return os.path.join(self.folder, key + ".engine")
 
-    def timing_cache(self, trt_version):
+    def timing_cache(self, trt_version: str) -> str:
         return os.path.join(self.folder, "timing-{}.cache".format(re.sub(r"[^\w.]", "_", str(trt_version))))
 
-    def lookup(self, key):
+    def lookup(self, key: str) -> Optional[str]:
         """The engine's path if cached (and marks it recently used), else None."""
         path = self.path(key)
         if not os.path.exists(path):
@@ -154,11 +155,11 @@ class EngineCache(object):
         os.utime(path, None)
         return path
 
-    def scratch_path(self, name):
+    def scratch_path(self, name: str) -> str:
         """A private file in the cache folder for work in progress (a build's output before it is renamed)."""
         return os.path.join(self.folder, ".{}-{}".format(os.getpid(), name))
 
-    def added(self, key):
+    def added(self, key: str) -> None:
         """After an engine was written under `key`: drop the least recently used others beyond the size limit."""
         engines = []
         for name in os.listdir(self.folder):

@@ -13,11 +13,13 @@ A line without the `RAM used/totalMB` and `CPU [...]` fields (a shell prompt, `[
 a line cut short) is not tegrastats: it is skipped and counted, never read as numbers.
 """
 
+import os
 import re
 import shutil
 import subprocess
 import threading
 import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 _TIMESTAMP = re.compile(r"^\s*(\d\d)-(\d\d)-(\d{4}) (\d\d:\d\d:\d\d)\s+")
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
@@ -40,9 +42,12 @@ INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 class Sample(object):
     """One tegrastats line. Missing fields are None (or empty); MB, %, MHz, °C and mW as tegrastats prints them."""
 
-    def __init__(self, timestamp=None, ram_used_mb=None, ram_total_mb=None, swap_used_mb=None, swap_total_mb=None,
-                 cpu_load=None, cpu_freq_mhz=None, gpu_load=None, gpu_freq_mhz=None, emc_load=None,
-                 emc_freq_mhz=None, temps=None, rails=None):
+    def __init__(self, timestamp: Optional[str] = None, ram_used_mb: Optional[int] = None,
+                 ram_total_mb: Optional[int] = None, swap_used_mb: Optional[int] = None,
+                 swap_total_mb: Optional[int] = None, cpu_load: Optional[List[Optional[int]]] = None,
+                 cpu_freq_mhz: Optional[List[Optional[int]]] = None, gpu_load: Optional[int] = None,
+                 gpu_freq_mhz: Optional[int] = None, emc_load: Optional[int] = None, emc_freq_mhz: Optional[int] = None,
+                 temps: Optional[Dict[str, float]] = None, rails: Optional[Dict[str, Tuple[int, int]]] = None) -> None:
         self.timestamp = timestamp            # ISO 8601 text when the line had a timestamp prefix
         self.ram_used_mb = ram_used_mb
         self.ram_total_mb = ram_total_mb
@@ -57,12 +62,12 @@ class Sample(object):
         self.temps = temps or {}              # sensor name → °C
         self.rails = rails or {}              # rail name → (current mW, average mW)
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         d = dict(self.__dict__)
         d["rails"] = dict((k, list(v)) for k, v in self.rails.items())
         return d
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Sample(ram={}/{} MB, gpu={}%, rails={})".format(
             self.ram_used_mb, self.ram_total_mb, self.gpu_load, sorted(self.rails))
 
@@ -93,7 +98,7 @@ def _timestamp(line):
     return "{}-{}-{}T{}".format(year, month, day, clock), line[m.end():]
 
 
-def parse_line(line):
+def parse_line(line: str) -> Optional[Sample]:
     """A Sample, or None when the line is not a tegrastats line."""
     stamp, body = _timestamp(line)
     ram, cpu = _RAM.search(body), _CPU.search(body)
@@ -112,7 +117,7 @@ def parse_line(line):
         emc_freq_mhz=int(emc.group(2)) if emc and emc.group(2) else None, temps=temps, rails=rails)
 
 
-def parse_lines(lines):
+def parse_lines(lines: Iterable[str]) -> Tuple[List[Sample], int]:
     """(samples, skipped): every tegrastats line parsed, every other non-blank line counted."""
     samples, skipped = [], 0
     for line in lines:
@@ -126,12 +131,12 @@ def parse_lines(lines):
     return samples, skipped
 
 
-def parse_file(path):
+def parse_file(path: Union[str, os.PathLike]) -> Tuple[List[Sample], int]:
     with open(str(path), errors="replace") as f:
         return parse_lines(f)
 
 
-def total_power_mw(sample):
+def total_power_mw(sample: Sample) -> Tuple[Optional[int], Tuple[str, ...]]:
     """(mW, rails used) for the whole module: the input rail where the board has one, else the sum of all rails."""
     for rail in INPUT_RAILS:
         if rail in sample.rails:
@@ -146,7 +151,7 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
-def summarize(samples, skipped=0):
+def summarize(samples: Sequence[Sample], skipped: int = 0) -> Dict[str, Any]:
     """Means and maxima over a window of samples; power is the mean of the *current* readings (tegrastats' own
     running average starts when tegrastats started, not when the window did)."""
     rails = {}
@@ -192,7 +197,7 @@ class Sampler(object):
     timed runs only, not an engine load or warm-up before them.
     """
 
-    def __init__(self, path="tegrastats", interval_ms=200):
+    def __init__(self, path: str = "tegrastats", interval_ms: int = 200) -> None:
         self.path = path
         self.interval_ms = int(interval_ms)
         self.available = False
@@ -204,7 +209,7 @@ class Sampler(object):
         self._proc = None
         self._thread = None
 
-    def start(self):
+    def start(self) -> "Sampler":
         exe = shutil.which(self.path)
         if exe is None:
             self.reason = "tegrastats not found ({}): no power or GPU-load figures".format(self.path)
@@ -236,7 +241,7 @@ class Sampler(object):
                     self.skipped += 1
                     self.last_unparsed = line.strip()[:200]
 
-    def stop(self):
+    def stop(self) -> None:
         if self._proc is None:
             return
         if self._proc.poll() is None:
@@ -250,20 +255,20 @@ class Sampler(object):
         self._proc.stdout.close()
         self._proc = None
 
-    def __enter__(self):
+    def __enter__(self) -> "Sampler":
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> bool:
         self.stop()
         return False
 
-    def samples(self, start=None, end=None):
+    def samples(self, start: Optional[float] = None, end: Optional[float] = None) -> List[Sample]:
         """Samples that arrived within [start, end] (monotonic seconds; None = open end)."""
         with self._lock:
             return [s for t, s in self._timed
                     if (start is None or t >= start) and (end is None or t <= end)]
 
-    def summary(self, start=None, end=None):
+    def summary(self, start: Optional[float] = None, end: Optional[float] = None) -> Dict[str, Any]:
         """`summarize` over a window, plus whether tegrastats ran and the interval."""
         d = summarize(self.samples(start, end), self.skipped)
         d.update(available=self.available, reason=self.reason, interval_ms=self.interval_ms,

@@ -11,6 +11,7 @@ tests/jetson/test_selftest.py checks these bytes with onnx.checker and the refer
 """
 
 import struct
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .protobuf import bytes_field, float_field, int_field
 
@@ -19,21 +20,21 @@ _ATTR_FLOAT, _ATTR_INT, _ATTR_STRING, _ATTR_INTS = 1, 2, 3, 7  # AttributeProto.
 CONV_INPUT, CONV_OUTPUT = [1, 3, 8, 8], [1, 4, 8, 8]
 
 
-def tensor(name, dims, values, data_type=FLOAT):
+def tensor(name: str, dims: Iterable[int], values: Sequence[float], data_type: int = FLOAT) -> bytes:
     """TensorProto: dims (1), data_type (2), name (8), raw_data (9) as little-endian float32."""
     raw = struct.pack("<{}f".format(len(values)), *values)
     return b"".join([int_field(1, d) for d in dims] + [int_field(2, data_type), bytes_field(8, name),
                                                         bytes_field(9, raw)])
 
 
-def value_info(name, dims, elem_type=FLOAT):
+def value_info(name: str, dims: Iterable[int], elem_type: int = FLOAT) -> bytes:
     """ValueInfoProto{name (1), type (2): TypeProto{tensor_type (1): {elem_type (1), shape (2): {dim (1)*}}}}."""
     shape = b"".join(bytes_field(1, int_field(1, d)) for d in dims)
     tensor_type = int_field(1, elem_type) + bytes_field(2, shape)
     return bytes_field(1, name) + bytes_field(2, bytes_field(1, tensor_type))
 
 
-def attribute(name, value):
+def attribute(name: str, value: Union[int, float, str, List[int]]) -> bytes:
     """AttributeProto for an int, float, str or list of ints (name (1), f (2), i (3), s (4), ints (8), type (20))."""
     head = bytes_field(1, name)
     if isinstance(value, list):
@@ -45,7 +46,8 @@ def attribute(name, value):
     return head + int_field(3, value) + int_field(20, _ATTR_INT)
 
 
-def node(op_type, inputs, outputs, attributes=None, name=""):
+def node(op_type: str, inputs: Iterable[str], outputs: Iterable[str], attributes: Optional[Dict[str, Any]] = None,
+         name: str = "") -> bytes:
     """NodeProto: input (1)*, output (2)*, name (3), op_type (4), attribute (5)*."""
     parts = [bytes_field(1, i) for i in inputs] + [bytes_field(2, o) for o in outputs]
     parts += [bytes_field(3, name or op_type.lower()), bytes_field(4, op_type)]
@@ -53,7 +55,8 @@ def node(op_type, inputs, outputs, attributes=None, name=""):
     return b"".join(parts)
 
 
-def model(nodes, inputs, outputs, initializers=(), name="edgeprune-selftest", opset=13, ir_version=7):
+def model(nodes: Iterable[bytes], inputs: Iterable[bytes], outputs: Iterable[bytes], initializers: Iterable[bytes] = (),
+          name: str = "edgeprune-selftest", opset: int = 13, ir_version: int = 7) -> bytes:
     """ModelProto{ir_version (1), producer_name (2), graph (7), opset_import (8)} around one GraphProto{node (1)*,
     name (2), initializer (5)*, input (11)*, output (12)*}."""
     graph = b"".join([bytes_field(1, n) for n in nodes] + [bytes_field(2, name)]
@@ -63,19 +66,19 @@ def model(nodes, inputs, outputs, initializers=(), name="edgeprune-selftest", op
     return int_field(1, ir_version) + bytes_field(2, name) + bytes_field(7, graph) + bytes_field(8, opset_import)
 
 
-def conv_weights():
+def conv_weights() -> Tuple[List[float], List[float]]:
     """(weights [4, 3, 3, 3], bias [4]) as flat lists: fixed values in [-0.5, 0.5], exact in float32."""
     weights = [((i * 37) % 17 - 8) / 16.0 for i in range(4 * 3 * 3 * 3)]
     bias = [(k - 1.5) / 8.0 for k in range(4)]
     return weights, bias
 
 
-def conv_input():
+def conv_input() -> List[float]:
     """The self-test's input x [1, 3, 8, 8] as a flat list in [0, 1), exact in float32."""
     return [((i * 13) % 23) / 32.0 for i in range(3 * 8 * 8)]
 
 
-def conv_model():
+def conv_model() -> bytes:
     weights, bias = conv_weights()
     nodes = [node("Conv", ["x", "w", "b"], ["h"], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
              node("Relu", ["h"], ["y"])]
@@ -83,7 +86,7 @@ def conv_model():
                  [tensor("w", [4, 3, 3, 3], weights), tensor("b", [4], bias)], name="selftest-conv")
 
 
-def conv_reference(x=None):
+def conv_reference(x: Optional[Iterable[float]] = None) -> List[float]:
     """y of conv_model() for a flat input `x` (default conv_input()), as a flat list, in plain Python."""
     x = conv_input() if x is None else list(x)
     weights, bias = conv_weights()
@@ -102,7 +105,7 @@ def conv_reference(x=None):
     return out
 
 
-def efficientnms_model(boxes=100, classes=2, keep=10):
+def efficientnms_model(boxes: int = 100, classes: int = 2, keep: int = 10) -> bytes:
     attrs = {"background_class": -1, "box_coding": 0, "iou_threshold": 0.45, "max_output_boxes": keep,
              "plugin_version": "1", "score_activation": 0, "score_threshold": 0.25}
     outputs = [value_info("num_detections", [1, 1], INT32), value_info("detection_boxes", [1, keep, 4]),

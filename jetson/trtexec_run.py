@@ -11,9 +11,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from deploy import trtexec as dt
-from deploy.stats import TimingStopped
+from deploy.stats import LatencyStats, TimingStopped
 from deploy.trt_build import EngineBuildError, parse_version
 
 POLL_S = 0.1
@@ -27,7 +28,8 @@ def _kill(proc):
         pass
 
 
-def run_stoppable(cmd, stop=None, timeout_s=1800, log_path=None):
+def run_stoppable(cmd: List[str], stop: Optional[Callable[[], Optional[str]]] = None, timeout_s: float = 1800,
+                  log_path: Optional[str] = None) -> Tuple[int, str]:
     """(returncode, output text) of `cmd`; TimingStopped (the process killed) when `stop()` gives a reason,
     EngineBuildError when it cannot start or runs past `timeout_s`."""
     tmp = None
@@ -57,9 +59,14 @@ def run_stoppable(cmd, stop=None, timeout_s=1800, log_path=None):
             os.unlink(tmp)
 
 
-def benchmark(onnx_or_engine, precision="fp16", trtexec=None, version=None, workspace_mb=1024, input_shape=None,
-              save_engine=None, timing_cache=None, dla_core=None, warmup_ms=500, iterations=200, profile=False,
-              metric="gpu_compute", timeout_s=1800, stop=None, keep_dir=None):
+def benchmark(onnx_or_engine: Union[str, os.PathLike], precision: str = "fp16", trtexec: Optional[str] = None,
+              version: Optional[Union[str, int, Tuple[int, ...]]] = None, workspace_mb: Optional[int] = 1024,
+              input_shape: Optional[Union[Sequence[int], Dict[str, Sequence[int]]]] = None,
+              save_engine: Optional[Union[str, os.PathLike]] = None,
+              timing_cache: Optional[Union[str, os.PathLike]] = None, dla_core: Optional[int] = None,
+              warmup_ms: float = 500, iterations: int = 200, profile: bool = False, metric: str = "gpu_compute",
+              timeout_s: float = 1800, stop: Optional[Callable[[], Optional[str]]] = None,
+              keep_dir: Optional[str] = None) -> LatencyStats:
     """deploy.trtexec.benchmark with `stop` (see the module docstring). With `keep_dir`, trtexec's log,
     --exportTimes and --exportProfile files stay there (trtexec.log, times.json, profile.json)."""
     trtexec = trtexec or dt.trtexec_path()

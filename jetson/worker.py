@@ -18,15 +18,20 @@ import collections
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from deploy.stats import TimingStopped
+
+if TYPE_CHECKING:
+    from .backends import MeasureEnv
+    from .store import JobStore
 
 log = logging.getLogger("edgeprune.agent")
 STOPPED = "the agent stopped before this job finished"  # the host's remote backend resubmits on this text
 
 
 class QueueFull(Exception):
-    def __init__(self, queued, limit):
+    def __init__(self, queued: int, limit: int) -> None:
         Exception.__init__(self, "{} jobs are waiting, this agent's limit (--max-queued {}): retry later"
                            .format(queued, limit))
         self.queued, self.limit = queued, limit
@@ -35,20 +40,20 @@ class QueueFull(Exception):
 class JobControl(object):
     """The `stop` callable of one running job: None while it may go on, else the reason to stop."""
 
-    def __init__(self, job_id, time_limit_s):
+    def __init__(self, job_id: str, time_limit_s: float) -> None:
         self.job_id = job_id
         self.time_limit_s = float(time_limit_s)
         self.deadline = time.monotonic() + self.time_limit_s
         self.reason, self.status, self.error_type = None, None, None
 
-    def cancel(self, reason, status="cancelled", error_type="Cancelled"):
+    def cancel(self, reason: str, status: str = "cancelled", error_type: str = "Cancelled") -> None:
         if self.reason is None:
             self.reason, self.status, self.error_type = reason, status, error_type
 
-    def remaining_s(self):
+    def remaining_s(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
-    def __call__(self):
+    def __call__(self) -> Optional[str]:
         if self.reason:
             return self.reason
         if time.monotonic() >= self.deadline:
@@ -58,7 +63,7 @@ class JobControl(object):
         return None
 
 
-def describe_error(e):
+def describe_error(e: BaseException) -> Dict[str, Any]:
     """A failed job's error: the message, and TensorRT's log lines when an engine build failed."""
     error = {"message": str(e) or type(e).__name__, "type": type(e).__name__}
     lines = getattr(e, "log_lines", None)
@@ -70,7 +75,8 @@ def describe_error(e):
 class Worker(object):
     """Runs jobs one at a time on one thread (module docstring). `measure` is jetson.jobs.measure."""
 
-    def __init__(self, store, env, fingerprint, measure, max_queued=64):
+    def __init__(self, store: "JobStore", env: "MeasureEnv", fingerprint: Callable[[], Dict[str, Any]],
+                 measure: Callable[..., Dict[str, Any]], max_queued: int = 64) -> None:
         self.store, self.env, self.measure = store, env, measure
         self.fingerprint = fingerprint  # callable: the device facts stored with each result
         self.max_queued = int(max_queued)
@@ -82,22 +88,22 @@ class Worker(object):
         self._thread = threading.Thread(target=self._loop, name="edgeprune-worker")
         self._thread.daemon = True
 
-    def start(self):
+    def start(self) -> "Worker":
         self._thread.start()
         return self
 
-    def reserve(self):
+    def reserve(self) -> None:
         """Hold a place in the queue for a job about to be created; QueueFull when there is none."""
         with self._cond:
             if len(self._queue) + self._reserved >= self.max_queued:
                 raise QueueFull(len(self._queue), self.max_queued)
             self._reserved += 1
 
-    def unreserve(self):
+    def unreserve(self) -> None:
         with self._cond:
             self._reserved = max(0, self._reserved - 1)
 
-    def submit(self, job_id):
+    def submit(self, job_id: str) -> int:
         """Queue a job whose place was reserved; returns the number of jobs waiting, this one included."""
         with self._cond:
             self._reserved = max(0, self._reserved - 1)
@@ -105,15 +111,15 @@ class Worker(object):
             self._cond.notify_all()
             return len(self._queue)
 
-    def pending(self):
+    def pending(self) -> int:
         with self._cond:
             return len(self._queue)
 
-    def running(self):
+    def running(self) -> Optional[str]:
         with self._cond:
             return self._running.job_id if self._running else None
 
-    def cancel(self, job_id, reason):
+    def cancel(self, job_id: str, reason: str) -> Optional[str]:
         """'cancelled' (it was queued), 'cancelling' (it is running and will stop), or None (neither)."""
         with self._cond:
             if job_id in self._queue:
@@ -127,7 +133,7 @@ class Worker(object):
                           error={"message": reason, "type": "Cancelled"}, result=None)
         return "cancelled"
 
-    def stop(self, timeout=30.0):
+    def stop(self, timeout: float = 30.0) -> None:
         """Stop the job in progress at its next check (recorded failed: the host resubmits it) and leave queued
         ones for the restart to mark failed."""
         with self._cond:

@@ -1,5 +1,6 @@
 """The house's rules, read from the source with the standard library's ast: the package root holds only entry
-modules, and no module imports itself back through others, at module level or inside a function."""
+modules, and no module imports itself back through others, at module level or inside a function. Imports under
+`if TYPE_CHECKING:` never run (PEP 484: they name types for annotations) and are not counted."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def imported(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     edgeprune.prune (its __init__)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -47,6 +48,16 @@ def imported(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             if t and t != name:
                 found.add(t)
     return found
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of `tree` except the bodies of `if TYPE_CHECKING:` blocks."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -96,6 +107,8 @@ def test_the_checker_finds_a_cycle_hidden_inside_a_function(tmp_path):
     assert cycles(import_graph(modules(tmp_path, ("pkg",)))) == []
     (pkg / "sub" / "b.py").write_text("import os\n\n\nclass B:\n    def g(self):\n        from ..a import f\n")
     assert cycles(import_graph(modules(tmp_path, ("pkg",)))) == [["pkg.a", "pkg.sub", "pkg.sub.b"]]
+    (pkg / "sub" / "b.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from ..a import f\n")
+    assert cycles(import_graph(modules(tmp_path, ("pkg",)))) == []  # an annotation's import never runs
 
 
 def test_the_package_root_holds_only_entry_modules():

@@ -16,6 +16,9 @@ def register(sub) -> None:
     add_imgsz(p)
     p.add_argument("--trials", type=int, default=100, help="completed trials the study ends with")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--batch-trials", type=int, default=0, metavar="K", help="trials asked and scored per round, "
+                   "their latencies measured together (a pool of boards in parallel); 0: one per board of a "
+                   "remote backend, else 1")
     p.add_argument("--storage", help="SQLAlchemy URL shared by workers on several machines, e.g. "
                    "postgresql://user@host/db (default: sqlite in the run directory)")
     p.add_argument("--study-name", default="edgeprune-search", help="the study in the storage")
@@ -72,7 +75,8 @@ def config_from_args(args: argparse.Namespace):
                          "and no --target-latency")
     return SearchConfig(
         checkpoint=args.checkpoint, data=args.data, out=args.out, img_size=args.imgsz, trials=args.trials,
-        workers=args.workers, storage=args.storage, study_name=args.study_name, scopes=args.scopes,
+        workers=args.workers, batch_trials=args.batch_trials, storage=args.storage, study_name=args.study_name,
+        scopes=args.scopes,
         step=args.step, max_ratio=args.max_ratio, round_to=args.round_to, min_width=args.min_width,
         importance=args.importance, objective=objective, backend=args.backend, threads=args.threads,
         runs=args.runs, predict=args.predict, measure="none" if args.backend == "none" else args.measure,

@@ -32,6 +32,20 @@ def fingerprint_json(fingerprint: dict) -> str:
     return json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def all_measured(results: list) -> list[LatencyStats]:
+    """`results` (LatencyStats or MeasurementError, one per item) when nothing failed; else the first failure,
+    raised with `.results` = the whole list, so that a caller keeps what did get measured."""
+    failed = [r for r in results if isinstance(r, MeasurementError)]
+    if not failed:
+        return results
+    err = failed[0]
+    if len(failed) > 1:
+        err = MeasurementError(f"{len(failed)} of {len(results)} measurements failed; first: {err}", err.what,
+                               err.reason)
+    err.results = results
+    raise err
+
+
 class LatencyBackend(ABC):
     """Abstract backend. Subclasses set `name` and implement `fingerprint` and `measure`."""
 
@@ -56,8 +70,15 @@ class LatencyBackend(ABC):
         return self.measure(module_to_onnx(module, shape), shape)
 
     def measure_many(self, items: list[tuple[bytes, Shape]]) -> list[LatencyStats]:
-        """Measure several models; the default measures them one after another."""
-        return [self.measure(onnx, shape) for onnx, shape in items]
+        """Measure several models; the default measures them one after another. When any failed, the first
+        failure is raised once all were tried, with `.results` holding every result or error in order."""
+        results: list = []
+        for onnx, shape in items:
+            try:
+                results.append(self.measure(onnx, shape))
+            except MeasurementError as e:
+                results.append(e)
+        return all_measured(results)
 
     def close(self) -> None:
         """Release what the backend holds (sessions, connections); a no-op by default."""

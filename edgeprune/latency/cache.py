@@ -20,6 +20,7 @@ from .base import (
     LatencyBackend,
     MeasurementError,
     Shape,
+    all_measured,
     fingerprint_json,
     normalize_shape,
 )
@@ -258,20 +259,18 @@ class CachedBackend(LatencyBackend):
                 first.setdefault((key, shape), onnx)
         if todo:
             keys = list(todo)
-            error = None
             try:
                 measured = self.backend.measure_many([(first[k], k[1]) for k in keys])
-            except MeasurementError as e:  # keep what did get measured (remote: `.results`), then re-raise
-                measured, error = getattr(e, "results", None) or [], e
+            except MeasurementError as e:  # keep what did get measured (`.results`); the rest fail
+                measured = getattr(e, "results", None) or [e] * len(keys)
             for k, stats in zip(keys, measured):
-                if not isinstance(stats, LatencyStats):
-                    continue
-                self._store(k[0], k[1], stats)
+                measured_now = isinstance(stats, LatencyStats)
+                if measured_now:
+                    self._store(k[0], k[1], stats)
                 for n, i in enumerate(todo[k]):
-                    results[i] = stats if n == 0 else LatencyStats.from_dict(stats.to_dict(with_samples=True))
-            if error is not None:
-                raise error
-        return results  # type: ignore[return-value]
+                    results[i] = LatencyStats.from_dict(stats.to_dict(with_samples=True)) if measured_now and n \
+                        else stats
+        return all_measured(results)
 
     def close(self) -> None:
         self.backend.close()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from deploy.protocol import TOKEN_ENV, default_precision
 from deploy.stats import LatencyStats
 
-from .base import LatencyBackend, MeasurementError, Shape, normalize_shape
+from .base import LatencyBackend, MeasurementError, Shape, all_measured, normalize_shape
 
 # Board facts that make two figures comparable (jetson.board.fingerprint without the hostname: identical boards
 # in a farm share cached figures).
@@ -216,16 +216,7 @@ class RemoteBackend(LatencyBackend):
         """Results in the order of `items`. A measurement that failed raises MeasurementError (the first one;
         `.results` holds every result or error) unless `return_exceptions`, which puts the errors in the list."""
         results = self._run([(bytes(o), normalize_shape(s)) for o, s in items])
-        if not return_exceptions:
-            failed = [r for r in results if isinstance(r, MeasurementError)]
-            if failed:
-                err = failed[0]
-                if len(failed) > 1:
-                    err = MeasurementError(f"{len(failed)} of {len(items)} measurements failed; first: {err}",
-                                           err.what, err.reason)
-                err.results = results
-                raise err
-        return results
+        return results if return_exceptions else all_measured(results)
 
     def _pick(self, boards: list[Board], now: float, turn: int) -> Board | None:
         ready = [b for b in boards if not b.dead and b.retry_at <= now]

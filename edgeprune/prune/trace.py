@@ -23,7 +23,7 @@ by its argument position with sizes recorded during the forward pass. TP's own `
 `update_concat_index_mapping` are switched off for those nodes (`enable_index_mapping = False`) so that later
 calls cannot overwrite the exact mapping. To drop the workaround once upstream reads `_saved_self_sym_sizes` and
 `output_nr`: call `tp.DependencyGraph().build_dependency(...)` in `trace()` and delete `_map_splits_and_concats`;
-`tests/edgeprune/test_graph.py::test_upstream_split_bug_*` tells whether upstream still needs it.
+`tests/edgeprune/prune/test_graph.py::test_upstream_split_bug_*` tells whether upstream still needs it.
 """
 
 from __future__ import annotations

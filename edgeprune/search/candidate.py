@@ -15,11 +15,12 @@ from torch import nn
 
 from ..evaluate.accuracy import evaluate
 from ..evaluate.complexity import count_flops, count_params
+from ..latency.base import MeasurementError
 from ..models import example_input
 from ..prune.plan import Plan, pruned_model
 from .objective import Scores, pareto_front
 
-__all__ = ["Candidate", "Evaluator", "recalibrate_bn"]
+__all__ = ["Candidate", "Evaluator", "recalibrate_bn", "with_ms"]
 
 
 @dataclass
@@ -38,6 +39,13 @@ class Candidate:
         return {"map50": s.map50, "map": s.map, "latency_ms": s.latency_ms, "flops": s.flops, "params": s.params,
                 "predicted_ms": self.predicted_ms, "measured_ms": self.measured_ms, "widths": self.widths,
                 "seconds": self.seconds}
+
+
+def with_ms(cand: Candidate, measured_ms: float, seconds: float = 0.0) -> Candidate:
+    """`cand` (changed in place) with its measured latency, which the objective then uses."""
+    cand.measured_ms, cand.scores.latency_ms = float(measured_ms), float(measured_ms)
+    cand.seconds += seconds
+    return cand
 
 
 @torch.no_grad()
@@ -83,29 +91,73 @@ class Evaluator:
         plan = self.space.plan(scope_ratios, self.importance)
         return pruned_model(self.base, plan, example_input(self.base)), plan
 
-    def evaluate(self, scope_ratios: dict[str, float], measured_front: list[tuple[float, float]] | None = None,
-                 predict_only: bool = False) -> Candidate:
-        """Score the candidate. `measured_front`: (mAP@0.5, measured ms) of candidates measured so far, for the
-        `pareto` policy. `predict_only`: never measure when the predictor can answer (sensitivity)."""
+    def screen(self, scope_ratios: dict[str, float]) -> Candidate:
+        """Everything but the measurement: prune, recalibrate, mAP on the subset, size, predicted latency."""
         t0 = time.perf_counter()
         model, plan = self.prune(scope_ratios)
         recalibrate_bn(model, self.bn_loader, self.bn_batches)
         m = evaluate(model, self.val_loader, conf_thres=self.conf_thres, max_det=100)
         predicted = self.predictor.predict(model) if self.predictor is not None else None
-        measured = None
-        if not (predict_only and predicted is not None) and \
-                self._should_measure(m["map50"], predicted, measured_front or []):
-            measured = self.measure(model)
-        latency = measured if measured is not None else predicted if predicted is not None else float("nan")
-        scores = Scores(map50=float(m["map50"]), map=float(m["map"]), latency_ms=float(latency),
+        scores = Scores(map50=float(m["map50"]), map=float(m["map"]),
+                        latency_ms=float(predicted) if predicted is not None else float("nan"),
                         flops=float(count_flops(model, self.img_size)), params=float(count_params(model)))
         widths = {g.name: len(plan.keep[g.name]) for g in self.groups}
-        return Candidate(scores, plan, predicted, measured, widths, time.perf_counter() - t0, model)
+        return Candidate(scores, plan, predicted, None, widths, time.perf_counter() - t0, model)
+
+    def evaluate(self, scope_ratios: dict[str, float], measured_front: list[tuple[float, float]] | None = None,
+                 predict_only: bool = False) -> Candidate:
+        """Score the candidate. `measured_front`: (mAP@0.5, measured ms) of candidates measured so far, for the
+        `pareto` policy. `predict_only`: never measure when the predictor can answer (sensitivity)."""
+        cand = self.screen(scope_ratios)
+        if not (predict_only and cand.predicted_ms is not None) and self.should_measure(cand, measured_front or []):
+            t0 = time.perf_counter()
+            with_ms(cand, self.measure(cand.model), time.perf_counter() - t0)
+        return cand
+
+    def evaluate_many(self, ratios: list[dict[str, float]], measured_front: list[tuple[float, float]]
+                      ) -> list[Candidate | MeasurementError]:
+        """Score a round of candidates: each screened here, then every one the policy picks measured in one
+        `measure_many` call, so that a pool of boards times them in parallel. A failed measurement takes the
+        place of its candidate in the list."""
+        cands: list[Candidate | MeasurementError] = [self.screen(r) for r in ratios]
+        picked = [i for i, c in enumerate(cands) if self.should_measure(c, measured_front)]
+        t0 = time.perf_counter()
+        results = self.measure_many([cands[i].model for i in picked])
+        share = (time.perf_counter() - t0) / max(1, len(picked))
+        for i, ms in zip(picked, results):
+            cands[i] = ms if isinstance(ms, MeasurementError) else with_ms(cands[i], ms, share)
+        return cands
 
     def measure(self, model: nn.Module) -> float:
         from ..latency import measure
 
         return measure(model, self.shape, self.backend).median_ms
+
+    def measure_many(self, models: list[nn.Module]) -> list[float | MeasurementError]:
+        """Median ms of each model, measured together (`measure_many`: a pool of boards in parallel); a model
+        whose measurement failed gets its MeasurementError. A backend that times modules measures them in turn."""
+        from ..latency import module_to_onnx
+
+        if not models:
+            return []
+        inner = getattr(self.backend, "backend", self.backend)
+        if not inner.times_modules:
+            items = [(module_to_onnx(m, self.shape), self.shape) for m in models]
+            try:
+                stats = self.backend.measure_many(items)
+            except MeasurementError as e:  # `.results`: every result or error, in order
+                stats = getattr(e, "results", None) or [e] * len(items)
+            return [s if isinstance(s, MeasurementError) else s.median_ms for s in stats]
+        out: list[float | MeasurementError] = []
+        for m in models:
+            try:
+                out.append(self.measure(m))
+            except MeasurementError as e:
+                out.append(e)
+        return out
+
+    def should_measure(self, cand: Candidate, front: list[tuple[float, float]]) -> bool:
+        return self._should_measure(cand.scores.map50, cand.predicted_ms, front)
 
     def _should_measure(self, map50: float, predicted: float | None, front: list[tuple[float, float]]) -> bool:
         if self.backend is None or self.measure_policy == "none":

@@ -40,6 +40,7 @@ class SearchConfig:
     img_size: int = 320
     trials: int = 100
     workers: int = 1
+    batch_trials: int = 0  # trials per round, measured together (0: one per board of a remote backend, else 1)
     storage: str | None = None  # any SQLAlchemy URL; default: sqlite in the run directory
     study_name: str = "edgeprune-search"
     scopes: str = "groups"  # groups | blocks | stages | JSON file

@@ -9,13 +9,16 @@ pruned, so the study ends with exactly `trials` completed trials however many wo
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import random
 import time
 import warnings
+from contextlib import contextmanager
 
 import optuna
 import sqlalchemy
+from optuna.storages._heartbeat import get_heartbeat_thread  # what optimize() uses; ask/tell has none
 from optuna.trial import TrialState
 from tqdm import tqdm
 
@@ -75,7 +78,8 @@ def open_study(cfg: SearchConfig, directions: list[str], seed: int) -> optuna.St
     if len(directions) > 1:
         sampler = optuna.samplers.NSGAIISampler(population_size=20, seed=seed)
     else:
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
+        # constant liar: trials asked while others run (a round, other workers) are kept apart
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10, constant_liar=True)
     # two processes creating the study itself race the same way as on the tables
     return _despite_creation_race(lambda: optuna.create_study(
         storage=storage, sampler=sampler, study_name=cfg.study_name, directions=directions, load_if_exists=True), 3)
@@ -120,46 +124,85 @@ def prepare(cfg: SearchConfig, ctx: SearchContext, progress: bool = True, log=pr
 
 
 def _surplus(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:
-    """True when earlier trials (completed or still running) already fill the budget."""
+    """True when earlier trials (completed or still running) already fill the budget: the exactness guard that
+    keeps workers which asked at the same moment from completing more than `budget` trials."""
     taken = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
                 if t.number < trial.number)
     return taken >= budget
 
 
+def round_size(cfg: SearchConfig, ctx: SearchContext) -> int:
+    """Trials asked, scored and measured together: `--batch-trials`, else one per board of the backend."""
+    if cfg.batch_trials:
+        return cfg.batch_trials
+    inner = getattr(ctx.evaluator.backend, "backend", ctx.evaluator.backend)
+    return max(1, len(getattr(inner, "hosts", [])))
+
+
+@contextmanager
+def _heartbeats(study: optuna.Study, trials: list[optuna.Trial]):
+    """Heartbeats for asked trials (Optuna's `optimize` sends them for its own trial; ask/tell does not), so that
+    the trials of a killed worker go stale, are failed and are retried with the same ratios."""
+    threads = [get_heartbeat_thread(t._trial_id, study._storage) for t in trials]
+    for th in threads:
+        th.start()
+    try:
+        yield
+    finally:
+        for th in threads:
+            th.join()
+
+
+def _tell(study: optuna.Study, ctx: SearchContext, trial: optuna.Trial, cand, base: Scores, worker_id: int) -> bool:
+    """Record one scored candidate (or its failed measurement) in the study; True when it completed."""
+    trial.set_user_attr("worker", worker_id)
+    if isinstance(cand, MeasurementError):
+        trial.set_user_attr("error", str(cand))
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    for k, v in cand.attrs().items():
+        trial.set_user_attr(k, v)
+    for i, c in enumerate(ctx.objective.constraints(cand.scores)):
+        trial.set_constraint(f"c{i}", c)
+    values = ctx.objective.values(cand.scores, base)
+    study.tell(trial, values if len(values) > 1 else values[0])
+    return True
+
+
 def run_worker(cfg: SearchConfig, ctx: SearchContext, worker_id: int = 0, on_trial=None) -> int:
-    """Run trials until the study holds `cfg.trials` completed ones. Returns how many this worker completed."""
+    """Run rounds of trials until the study holds `cfg.trials` completed ones; returns how many this worker
+    completed. A round asks Optuna for up to `round_size` trials, screens each here, measures the ones the policy
+    picks in one `measure_many` (a pool of boards measures them in parallel) and tells the results."""
     study = _study_for(cfg, ctx, cfg.seed + 1 + worker_id)
     base = base_scores(study)
     resolve_target(ctx, study)
-    done = 0
-
-    def objective(trial: optuna.Trial):
-        if _surplus(study, trial, cfg.trials):
-            raise optuna.TrialPruned("the trial budget was already taken by other workers")
-        ratios = ctx.space.suggest(trial)
-        cand = ctx.evaluator.evaluate(ratios, measured_front(study))
-        for k, v in cand.attrs().items():
-            trial.set_user_attr(k, v)
-        trial.set_user_attr("worker", worker_id)
-        for i, c in enumerate(ctx.objective.constraints(cand.scores)):
-            trial.set_constraint(f"c{i}", c)
-        values = ctx.objective.values(cand.scores, base)
-        return values if len(values) > 1 else values[0]
-
+    size, done = round_size(cfg, ctx), 0
     while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a killed worker's trials: failed, then queued again
         c = counts(study)
         if c[TrialState.COMPLETE] >= cfg.trials:
             return done
-        if c[TrialState.COMPLETE] + c[TrialState.RUNNING] >= cfg.trials:
+        free = cfg.trials - c[TrialState.COMPLETE] - c[TrialState.RUNNING]
+        if free <= 0:
             time.sleep(min(cfg.heartbeat_s, 2))  # a trial may be stale (its worker killed): wait for its retry
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
             continue
-        study.optimize(objective, n_trials=1, catch=(MeasurementError,), gc_after_trial=True)
-        done += 1
-        if on_trial is not None:
-            on_trial()
+        asked = [study.ask() for _ in range(min(size, free))]
+        trials = []
+        for t in asked:
+            if _surplus(study, t, cfg.trials):
+                study.tell(t, state=TrialState.PRUNED)  # the budget was taken by another worker meanwhile
+            else:
+                trials.append(t)
+        with _heartbeats(study, trials):
+            cands = ctx.evaluator.evaluate_many([ctx.space.suggest(t) for t in trials], measured_front(study))
+            for t, cand in zip(trials, cands):
+                if _tell(study, ctx, t, cand, base, worker_id):
+                    done += 1
+                    if on_trial is not None:
+                        on_trial()
+        gc.collect()
 
 
 def _worker_main(config_path: str, worker_id: int) -> None:

@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 
+from deploy import cuda as deploy_cuda
 from deploy import trt_build, trt_run
 
 
@@ -148,4 +149,5 @@ def fake_trt(request, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(trt_build, "_LOGGER", None)
     monkeypatch.setattr(trt_run, "cuda_backend", lambda: cuda)
+    monkeypatch.setattr(deploy_cuda, "cuda_backend", lambda: cuda)  # the calibrator asks deploy.cuda
     return trt

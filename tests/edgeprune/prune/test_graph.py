@@ -209,7 +209,7 @@ def test_user_ignore_prefix_removes_matching_groups():
 def test_upstream_split_bug_is_still_there_and_worked_around():
     """Plain Torch-Pruning 1.6.1 under torch 2.x maps a C2f's chunk to offsets past cv1's 64 channels.
 
-    When this test fails because upstream is fixed, the workaround in edgeprune/graph_trace.py
+    When this test fails because upstream is fixed, the workaround in edgeprune/prune/trace.py
     (`_DependencyGraph._map_splits_and_concats`) may go: see its module docstring.
     """
     tp = pytest.importorskip("torch_pruning")
