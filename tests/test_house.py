@@ -111,6 +111,51 @@ def test_the_checker_finds_a_cycle_hidden_inside_a_function(tmp_path):
     assert cycles(import_graph(modules(tmp_path, ("pkg",)))) == []  # an annotation's import never runs
 
 
+def defined_names(path: Path) -> set[str]:
+    """The names a module binds at its top level: definitions, assignments, imports."""
+    names = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        for n in [node, *(node.body + node.orelse if isinstance(node, (ast.If, ast.Try)) else [])]:
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(n.name)
+            elif isinstance(n, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in n.names)
+            elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+                names.update(e.id for t in targets if isinstance(t, ast.Tuple) for e in t.elts
+                             if isinstance(e, ast.Name))
+    return names
+
+
+def test_every_import_of_our_modules_names_something_that_exists():
+    """A module that moved must not be imported by its old name anywhere (tests and benchmarks included): an
+    editable install of an older checkout would otherwise answer for it and hide the mistake."""
+    known = modules()
+    own = {path: name for name, path in known.items()}
+    files = [*known.values(), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+    wrong = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level and path in own:  # relative: from the importing module's package
+                    parts = (own[path] if path.name == "__init__.py" else own[path].rpartition(".")[0]).split(".")
+                    module = ".".join(parts[:len(parts) - node.level + 1] + ([module] if module else []))
+                if module.split(".")[0] not in PACKAGES:
+                    continue
+                if module not in known:
+                    wrong.append(f"{path.relative_to(ROOT)}: {module}")
+                    continue
+                names = defined_names(known[module])
+                wrong += [f"{path.relative_to(ROOT)}: {module}.{a.name}" for a in node.names
+                          if a.name != "*" and a.name not in names and f"{module}.{a.name}" not in known]
+            elif isinstance(node, ast.Import):
+                wrong += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names
+                          if a.name.split(".")[0] in PACKAGES and a.name not in known]
+    assert wrong == []
+
+
 def test_the_package_root_holds_only_entry_modules():
     loose = sorted(p.name for p in (ROOT / "edgeprune").glob("*.py") if p.name not in ENTRY_MODULES)
     assert loose == [], f"put these in the package of their stage: {loose}"

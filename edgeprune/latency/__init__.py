@@ -93,6 +93,8 @@ def measure(model, input_shape, backend: LatencyBackend | str = "ort",
     if cache is not None and not isinstance(b, CachedBackend):
         b = CachedBackend(b, cache)
     if not isinstance(model, (bytes, bytearray, str, Path)):
-        return b.measure_module(model, shape)
+        if hasattr(b, "measure_module"):  # every LatencyBackend; a duck-typed one gets the ONNX export
+            return b.measure_module(model, shape)
+        return b.measure(module_to_onnx(model, shape), shape)
     onnx = _load_onnx(model)
     return b.measure(onnx, shape)

@@ -20,7 +20,6 @@ from .base import (
     LatencyBackend,
     MeasurementError,
     Shape,
-    all_measured,
     fingerprint_json,
     normalize_shape,
 )
@@ -258,11 +257,11 @@ class CachedBackend(LatencyBackend):
                 todo.setdefault((key, shape), []).append(i)
                 first.setdefault((key, shape), onnx)
         if todo:
-            keys = list(todo)
+            keys, error = list(todo), None
             try:
                 measured = self.backend.measure_many([(first[k], k[1]) for k in keys])
-            except MeasurementError as e:  # keep what did get measured (`.results`); the rest fail
-                measured = getattr(e, "results", None) or [e] * len(keys)
+            except MeasurementError as e:  # keep what did get measured (`.results`), then raise it again
+                measured, error = getattr(e, "results", None) or [e] * len(keys), e
             for k, stats in zip(keys, measured):
                 measured_now = isinstance(stats, LatencyStats)
                 if measured_now:
@@ -270,7 +269,10 @@ class CachedBackend(LatencyBackend):
                 for n, i in enumerate(todo[k]):
                     results[i] = LatencyStats.from_dict(stats.to_dict(with_samples=True)) if measured_now and n \
                         else stats
-        return all_measured(results)
+            if error is not None:
+                error.results = results  # in the order of `items`, cached answers included
+                raise error
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         self.backend.close()

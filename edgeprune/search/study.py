@@ -188,7 +188,9 @@ def run_worker(cfg: SearchConfig, ctx: SearchContext, worker_id: int = 0, on_tri
         if free <= 0:
             time.sleep(min(cfg.heartbeat_s, 2))  # a trial may be stale (its worker killed): wait for its retry
             continue
-        asked = [study.ask() for _ in range(min(size, free))]
+        with warnings.catch_warnings():  # Optuna warns that heartbeats are for optimize(): _heartbeats sends them
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            asked = [study.ask() for _ in range(min(size, free))]
         trials = []
         for t in asked:
             if _surplus(study, t, cfg.trials):

@@ -2,10 +2,10 @@
 import json
 
 import pytest
-from report_page import chrome, table
 
 from edgeprune.cli import main
 from edgeprune.report.page import COLUMNS, format_value
+from tests.edgeprune.report.report_page import chrome, table
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune import graph
 from edgeprune.export import export_onnx
+from edgeprune.prune import graph
 from edgeprune.prune.graph import analyze, apply_plan, find_groups, group_widths, keep_top
 from tests.edgeprune.zoo import ODD, ZOO, C2f, build
 

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import report_page
 import torch
-from report_page import chrome, table
 
 from edgeprune.checkpoint import save_checkpoint
 from edgeprune.cli import main
@@ -29,6 +27,8 @@ from edgeprune.report.figures import DPI, MIN_FONT_PT, Panel, detections_figure,
 from edgeprune.report.page import COLUMNS, format_value, write_report
 from edgeprune.train.sparsity import bn_layers
 from edgeprune.utils.files import write_json
+from tests.edgeprune.report import report_page
+from tests.edgeprune.report.report_page import chrome, table
 
 IMGSZ = 128
 FIGURES = ["training.png", "pareto.png", "widths.png", "layers.png", "gamma_summary.png", "gamma.png",
