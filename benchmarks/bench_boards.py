@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.machine import LoadMeter  # noqa: E402
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--board-s", type=float, default=10.0, help="seconds one stand-in board takes per measurement")
     ap.add_argument("--out", default="benchmarks/results/boards.json")
     args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="edgeprune-boards-") as tmp:
         work = Path(tmp)
         data = synthesize(work / "data", 16, 16, size=128, seed=0)

@@ -137,7 +137,7 @@ def progressive(args: argparse.Namespace) -> None:
     """`prune --progressive`: edgeprune.search.progressive on a backend, the latency table beside the output."""
     from ..checkpoint import load_model, save_checkpoint
     from ..data.formats import load_dataset
-    from ..latency import CachedBackend, LatencyCache, get_backend
+    from ..latency import CachedBackend, LatencyCache, get_backend, timing_options
     from ..latency.calibrate import predictor_for
     from ..prune.plan import Plan
     from ..search.progressive import Schedule, progressive_prune, settled_ms
@@ -154,8 +154,7 @@ def progressive(args: argparse.Namespace) -> None:
     teacher = load_model(args.teacher).eval() if args.teacher else load_model(args.checkpoint).eval()
     spec = load_dataset(args.data, skip_bad=args.skip_bad)
     work.mkdir(parents=True, exist_ok=True)
-    opts = {"threads": args.threads} if args.backend in ("ort", "onnxruntime") else {}
-    raw = get_backend(args.backend, **opts)
+    raw = get_backend(args.backend, **timing_options(args.backend, threads=args.threads))
     backend = CachedBackend(raw, LatencyCache(work / "latency.sqlite"))
     shape = (1, 3, args.imgsz, args.imgsz)
     try:

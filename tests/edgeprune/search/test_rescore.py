@@ -2,12 +2,6 @@
 import json
 from types import SimpleNamespace
 
-import pytest
-import torch
-
-from edgeprune.checkpoint import save_checkpoint
-from edgeprune.data.synth import synthesize
-from edgeprune.models import create_model
 from edgeprune.search import Objective, SearchConfig, run_search
 from edgeprune.search.rescore import shortlist
 
@@ -27,15 +21,6 @@ def test_shortlist_in_pareto_mode_takes_the_most_accurate_front_points_within_th
     ctx = SimpleNamespace(objective=Objective(mode="pareto", target_latency_ms=10.0))
     rows = [row(0, 0.5, 12.0, 0), row(1, 0.4, 9.0, 0), row(2, 0.35, 9.5, 0), row(3, 0.2, 7.0, 0)]
     assert [r["trial"] for r in shortlist(rows, ctx, 5)] == [1, 3]  # 2 is dominated by 1, 0 over the target
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rescore")
-    synthesize(root / "data", n_train=8, n_val=4, size=64, seed=0)
-    torch.manual_seed(0)
-    save_checkpoint(root / "base.pt", create_model("yolov5n", num_classes=1))
-    return root
 
 
 def test_a_search_with_rescore_answers_with_a_fine_tuned_trial_and_keeps_it(base):

@@ -5,28 +5,14 @@ import threading
 import time
 
 import optuna
-import pytest
-import torch
 from optuna.trial import TrialState
 
 from deploy.stats import LatencyStats, check_stop
-from edgeprune.checkpoint import save_checkpoint
-from edgeprune.data.synth import synthesize
 from edgeprune.latency.base import LatencyBackend, MeasurementError
-from edgeprune.models import create_model
 from edgeprune.search import SearchConfig, run_search
 from edgeprune.search.context import SearchContext
 from edgeprune.search.study import open_storage, round_size
 from jetson.agent import serve
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rounds")
-    synthesize(root / "data", n_train=8, n_val=4, size=64, seed=0)
-    torch.manual_seed(0)
-    save_checkpoint(root / "base.pt", create_model("yolov5n", num_classes=1))
-    return root
 
 
 def config(base, out, backend, **kw):

@@ -10,27 +10,14 @@ import time
 
 import optuna
 import pytest
-import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from edgeprune.checkpoint import save_checkpoint
 from edgeprune.cli import main
-from edgeprune.data.synth import synthesize
-from edgeprune.models import create_model
 from edgeprune.search import SearchConfig, run_search
 from edgeprune.search.study import open_storage, open_study
 
 FLOPS_ONLY = {"mode": "loss", "latency_weight": 0.0, "flops_weight": 1.0}
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("search")
-    synthesize(root / "data", n_train=8, n_val=4, size=64, seed=0)
-    torch.manual_seed(0)
-    save_checkpoint(root / "base.pt", create_model("yolov5n", num_classes=1))
-    return root
 
 
 def config(base, out, **kw):
