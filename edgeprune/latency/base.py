@@ -60,6 +60,7 @@ class LatencyBackend(ABC):
         """Time one ONNX model at `input_shape`; raises MeasurementError when it cannot."""
 
     times_modules: bool = False  # True: times the torch module itself (torch-cuda); its ONNX only names the structure
+    off_host: bool = False  # True: measures on other machines (boards), so this one may work meanwhile
 
     def measure_module(self, module, input_shape: Shape) -> LatencyStats:
         """Time a torch module: exported to ONNX (`module_to_onnx`) and measured, unless the backend times modules

@@ -8,6 +8,7 @@ less the predictor's error margin, is not dominated by a candidate measured earl
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -114,47 +115,36 @@ class Evaluator:
             with_ms(cand, self.measure(cand.model), time.perf_counter() - t0)
         return cand
 
-    def evaluate_many(self, ratios: list[dict[str, float]], measured_front: list[tuple[float, float]]
-                      ) -> list[Candidate | MeasurementError]:
-        """Score a round of candidates: each screened here, then every one the policy picks measured in one
-        `measure_many` call, so that a pool of boards times them in parallel. A failed measurement takes the
-        place of its candidate in the list."""
-        cands: list[Candidate | MeasurementError] = [self.screen(r) for r in ratios]
-        picked = [i for i, c in enumerate(cands) if self.should_measure(c, measured_front)]
-        t0 = time.perf_counter()
-        results = self.measure_many([cands[i].model for i in picked])
-        share = (time.perf_counter() - t0) / max(1, len(picked))
-        for i, ms in zip(picked, results):
-            cands[i] = ms if isinstance(ms, MeasurementError) else with_ms(cands[i], ms, share)
-        return cands
-
     def measure(self, model: nn.Module) -> float:
         from ..latency import measure
 
         return measure(model, self.shape, self.backend).median_ms
 
-    def measure_many(self, models: list[nn.Module]) -> list[float | MeasurementError]:
-        """Median ms of each model, measured together (`measure_many`: a pool of boards in parallel); a model
-        whose measurement failed gets its MeasurementError. A backend that times modules measures them in turn."""
+    def measurement(self, models: list[nn.Module]) -> Callable[[], list[float | MeasurementError]]:
+        """The measurement of `models` as a call that touches only the backend (their ONNX is exported here, now),
+        so that it may run on another thread while this one screens the next round. It returns the median ms of
+        each, measured together (`measure_many`: a pool of boards in parallel), a MeasurementError for each that
+        failed. A backend that times modules (torch-cuda) measures them in turn."""
         from ..latency import module_to_onnx
 
-        if not models:
-            return []
         inner = getattr(self.backend, "backend", self.backend)
-        if not inner.times_modules:
+        if models and not inner.times_modules:
             items = [(module_to_onnx(m, self.shape), self.shape) for m in models]
-            try:
-                stats = self.backend.measure_many(items)
-            except MeasurementError as e:  # `.results`: every result or error, in order
-                stats = getattr(e, "results", None) or [e] * len(items)
-            return [s if isinstance(s, MeasurementError) else s.median_ms for s in stats]
-        out: list[float | MeasurementError] = []
-        for m in models:
-            try:
-                out.append(self.measure(m))
-            except MeasurementError as e:
-                out.append(e)
-        return out
+
+            def run() -> list[float | MeasurementError]:
+                try:
+                    stats = self.backend.measure_many(items)
+                except MeasurementError as e:  # `.results`: every result or error, in order
+                    stats = getattr(e, "results", None) or [e] * len(items)
+                return [s if isinstance(s, MeasurementError) else s.median_ms for s in stats]
+            return run
+        return lambda: [self._measured_or_error(m) for m in models]
+
+    def _measured_or_error(self, model: nn.Module) -> float | MeasurementError:
+        try:
+            return self.measure(model)
+        except MeasurementError as e:
+            return e
 
     def should_measure(self, cand: Candidate, front: list[tuple[float, float]]) -> bool:
         return self._should_measure(cand.scores.map50, cand.predicted_ms, front)

@@ -14,21 +14,20 @@ import multiprocessing as mp
 import random
 import time
 import warnings
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 
 import optuna
 import sqlalchemy
-from optuna.storages._heartbeat import get_heartbeat_thread  # what optimize() uses; ask/tell has none
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from ..latency.base import MeasurementError
 from ..utils.files import write_json
 from .config import SearchConfig
 from .context import SearchContext
 from .objective import Scores
+from .rounds import measures_elsewhere, start_round
 from .sensitivity import measure_sensitivity, seed_trials
-from .trials import base_scores, counts, measured_front, resolve_target
+from .trials import base_scores, counts, resolve_target
 
 __all__ = ["open_storage", "open_study", "prepare", "run_search", "run_worker"]
 
@@ -139,72 +138,54 @@ def round_size(cfg: SearchConfig, ctx: SearchContext) -> int:
     return max(1, len(getattr(inner, "hosts", [])))
 
 
-@contextmanager
-def _heartbeats(study: optuna.Study, trials: list[optuna.Trial]):
-    """Heartbeats for asked trials (Optuna's `optimize` sends them for its own trial; ask/tell does not), so that
-    the trials of a killed worker go stale, are failed and are retried with the same ratios."""
-    threads = [get_heartbeat_thread(t._trial_id, study._storage) for t in trials]
-    for th in threads:
-        th.start()
-    try:
-        yield
-    finally:
-        for th in threads:
-            th.join()
-
-
-def _tell(study: optuna.Study, ctx: SearchContext, trial: optuna.Trial, cand, base: Scores, worker_id: int) -> bool:
-    """Record one scored candidate (or its failed measurement) in the study; True when it completed."""
-    trial.set_user_attr("worker", worker_id)
-    if isinstance(cand, MeasurementError):
-        trial.set_user_attr("error", str(cand))
-        study.tell(trial, state=TrialState.FAIL)
-        return False
-    for k, v in cand.attrs().items():
-        trial.set_user_attr(k, v)
-    for i, c in enumerate(ctx.objective.constraints(cand.scores)):
-        trial.set_constraint(f"c{i}", c)
-    values = ctx.objective.values(cand.scores, base)
-    study.tell(trial, values if len(values) > 1 else values[0])
-    return True
+def _ask(study: optuna.Study, n: int, budget: int) -> list[optuna.Trial]:
+    """Up to `n` new trials; one asked while earlier trials already fill the budget (another worker asked at the
+    same moment) is pruned at once."""
+    with warnings.catch_warnings():  # Optuna warns that heartbeats are for optimize(): the round sends them
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        asked = [study.ask() for _ in range(n)]
+    trials = []
+    for t in asked:
+        if _surplus(study, t, budget):
+            study.tell(t, state=TrialState.PRUNED)
+        else:
+            trials.append(t)
+    return trials
 
 
 def run_worker(cfg: SearchConfig, ctx: SearchContext, worker_id: int = 0, on_trial=None) -> int:
-    """Run rounds of trials until the study holds `cfg.trials` completed ones; returns how many this worker
-    completed. A round asks Optuna for up to `round_size` trials, screens each here, measures the ones the policy
-    picks in one `measure_many` (a pool of boards measures them in parallel) and tells the results."""
+    """Run rounds of trials (search/rounds.py) until the study holds `cfg.trials` completed ones; returns how many
+    this worker completed. With boards that measure elsewhere, the next round is screened while one is measured."""
     study = _study_for(cfg, ctx, cfg.seed + 1 + worker_id)
     base = base_scores(study)
     resolve_target(ctx, study)
-    size, done = round_size(cfg, ctx), 0
-    while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # a killed worker's trials: failed, then queued again
-        c = counts(study)
-        if c[TrialState.COMPLETE] >= cfg.trials:
-            return done
-        free = cfg.trials - c[TrialState.COMPLETE] - c[TrialState.RUNNING]
-        if free <= 0:
-            time.sleep(min(cfg.heartbeat_s, 2))  # a trial may be stale (its worker killed): wait for its retry
-            continue
-        with warnings.catch_warnings():  # Optuna warns that heartbeats are for optimize(): _heartbeats sends them
-            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-            asked = [study.ask() for _ in range(min(size, free))]
-        trials = []
-        for t in asked:
-            if _surplus(study, t, cfg.trials):
-                study.tell(t, state=TrialState.PRUNED)  # the budget was taken by another worker meanwhile
-            else:
-                trials.append(t)
-        with _heartbeats(study, trials):
-            cands = ctx.evaluator.evaluate_many([ctx.space.suggest(t) for t in trials], measured_front(study))
-            for t, cand in zip(trials, cands):
-                if _tell(study, ctx, t, cand, base, worker_id):
-                    done += 1
+    size, done, pending = round_size(cfg, ctx), 0, None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="edgeprune-measure") if measures_elsewhere(ctx) else None
+    try:
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # a killed worker's trials: failed, then queued again
+            c = counts(study)
+            if c[TrialState.COMPLETE] >= cfg.trials and pending is None:
+                return done
+            free = cfg.trials - c[TrialState.COMPLETE] - c[TrialState.RUNNING]
+            trials = _ask(study, min(size, free), cfg.trials) if free > 0 else []
+            nxt = start_round(study, ctx, trials, pool) if trials else None
+            if pending is None and nxt is None:
+                time.sleep(min(cfg.heartbeat_s, 2))  # a trial may be stale (its worker killed): wait for its retry
+            for finished in (pending, nxt if pool is None else None):
+                if finished is not None:
+                    done += finished.finish(study, ctx, base, worker_id)
                     if on_trial is not None:
                         on_trial()
-        gc.collect()
+            pending = nxt if pool is not None else None
+            gc.collect()
+    finally:
+        if pending is not None:
+            pending.stop_heartbeats()
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _worker_main(config_path: str, worker_id: int) -> None:

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from deploy.stats import LatencyStats, check_stop
 from edgeprune.latency.base import LatencyBackend, MeasurementError
 from edgeprune.search import SearchConfig, run_search
+from edgeprune.search.candidate import Evaluator
 from edgeprune.search.context import SearchContext
 from edgeprune.search.study import open_storage, round_size
 from jetson.agent import serve
@@ -42,8 +43,18 @@ class Board:
                 "window": {"start": time.time(), "end": time.time()}}
 
 
-def test_a_round_is_measured_by_every_board_at_once(base, tmp_path):
-    boards = [Board(0.6), Board(0.6)]
+def test_a_round_is_measured_by_every_board_at_once_while_the_next_is_screened(base, tmp_path, monkeypatch):
+    screens, screen = [], Evaluator.screen
+
+    def timed_screen(self, ratios):
+        t0 = time.monotonic()
+        try:
+            return screen(self, ratios)
+        finally:
+            screens.append((t0, time.monotonic()))
+
+    monkeypatch.setattr(Evaluator, "screen", timed_screen)
+    boards = [Board(1.5), Board(1.5)]
     agents = [serve(port=0, state_dir=str(tmp_path / f"b{i}"), measure=b.measure).start()
               for i, b in enumerate(boards)]
     try:
@@ -65,6 +76,9 @@ def test_a_round_is_measured_by_every_board_at_once(base, tmp_path):
     assert all(len(b.windows) >= 2 for b in boards)
     overlapping = [(a, b) for a in boards[0].windows for b in boards[1].windows if a[0] < b[1] and b[0] < a[1]]
     assert len(overlapping) >= 2
+    # the boards measure elsewhere: the host screened round 2 while round 1 was on the boards
+    measuring = boards[0].windows + boards[1].windows
+    assert any(s[0] < m[1] and m[0] < s[1] for s in screens[-4:] for m in measuring)
 
 
 class FailsOnEvenCalls(LatencyBackend):
