@@ -54,7 +54,7 @@ def test_a_round_is_measured_by_every_board_at_once_while_the_next_is_screened(b
             screens.append((t0, time.monotonic()))
 
     monkeypatch.setattr(Evaluator, "screen", timed_screen)
-    boards = [Board(1.5), Board(1.5)]
+    boards = [Board(1.0), Board(1.0)]
     agents = [serve(port=0, state_dir=str(tmp_path / f"b{i}"), measure=b.measure).start()
               for i, b in enumerate(boards)]
     try:
