@@ -194,6 +194,7 @@ def model_spec(model: nn.Module) -> dict:
         spec["plans"] = plans_of(model)
     return spec
 
+
 def apply_plans(model: nn.Module, plans: list[dict]) -> nn.Module:
     """Re-apply recorded pruning plans to a freshly built base model."""
     if plans:

@@ -34,6 +34,7 @@ __all__ = ["DatasetSpec", "LabelError", "Sample", "detect_format", "load_dataset
            "read_yolo", "yolo_label_path"]
 FORMATS = ("yolo", "coco", "voc")
 
+
 def _yolo_names(cfg: dict, path: Path) -> list[str]:
     names, nc = cfg.get("names"), cfg.get("nc")
     if isinstance(names, dict):

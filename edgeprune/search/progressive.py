@@ -132,7 +132,6 @@ def settled_ms(model: nn.Module, shape: tuple[int, ...], backend, passes: int = 
     return min(measure(model, shape, raw).median_ms for _ in range(passes))
 
 
-
 def _importance(model: nn.Module, groups: list, schedule: Schedule, spec) -> dict:
     """The schedule's importance of the model as it is now (taylor: gradients on a few training batches first)."""
     if schedule.importance == "taylor":

@@ -181,7 +181,6 @@ class SubprocessAgent(object):
         self.stop()
 
 
-
 def python36():
     """A real Python 3.6 interpreter ($EDGEPRUNE_PYTHON36, else python3.6 on PATH), or None."""
     for candidate in (os.environ.get("EDGEPRUNE_PYTHON36"), shutil.which("python3.6")):
