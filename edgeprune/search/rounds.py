@@ -8,6 +8,7 @@ pruning and scoring. A local backend (onnxruntime or a GPU of this machine) meas
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -80,9 +81,8 @@ def start_round(study: optuna.Study, ctx: SearchContext, trials: list[optuna.Tri
 
 
 def _timed(measure):
+    """`measure` returning its results and the seconds it took."""
     def run():
-        import time
-
         t0 = time.perf_counter()
         results = measure()
         return results, time.perf_counter() - t0
