@@ -3,6 +3,7 @@ candidate proxies and then recovered with the standard recovery; each proxy's Sp
 recovered mAP, and its cost per candidate.
 
     python benchmarks/bench_proxy.py [--model yolov5n] [--flops 0.3] [--random 12] [--work runs/bench-peers]
+        [--seeds-for uniform allocated-taylor searched]
     python benchmarks/bench_proxy.py --smoke                       # every step at tiny sizes, to check the script
 
 The base is bench_peers' dense base (the same WORK/<model>/base, trained once if absent: the demo's data and recipe).
@@ -21,8 +22,9 @@ Proxies, in order of cost (the teacher is the dense base; "held out" = validatio
               (NetAdapt's short-term fine-tune)
   ft-kd-loss  the distillation loss on the held-out images after that fine-tune
   kept-l1     the share of the L1 importance the plan keeps (free)
-Recovery: 13 epochs of KD from the base (bench_peers' recipe); the uniform plan is recovered with two more seeds,
-for the recovered mAP's own noise (a proxy cannot rank plans closer than that). Writes
+Recovery: 13 epochs of KD from the base (bench_peers' recipe); the uniform plan (and every plan named by
+--seeds-for) is recovered with two more seeds, for the recovered mAP's own noise (a proxy cannot rank plans closer
+than that). Writes
 benchmarks/results/proxy.json and proxy.png; every plan's proxies and recovery are cached in WORK/<model>/proxy/.
 """
 
@@ -296,6 +298,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=30, help="trials of the FLOPs search that makes the searched plan")
     ap.add_argument("--work", default="runs/bench-peers", help="shared with bench_peers: the same dense base")
     ap.add_argument("--out", help="JSON (default benchmarks/results/proxy.json)")
+    ap.add_argument("--seeds-for", nargs="*", default=["uniform"], metavar="PLAN",
+                    help="plans recovered with 3 seeds (the rest with one); uniform's spread is the noise floor")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and 2 random plans, to check the script")
     args = ap.parse_args()
     args.work, args.seeds = Path(args.work) / args.model, 1
@@ -310,7 +314,7 @@ def main() -> None:
     records = [scored(n, make, plans, proxies, work) for n, make in plan_makers(plans, bench, args.random,
                                                                                  args.trials).items()]
     for rec in records:  # the expensive part last, so that every proxy is on disk before the first recovery
-        rec["recovered"] = recovered(bench, rec, 3 if rec["name"] == "uniform" and not args.smoke else 1, work)
+        rec["recovered"] = recovered(bench, rec, 3 if rec["name"] in args.seeds_for and not args.smoke else 1, work)
     summary = summarize(records)
     out = Path(args.out or f"benchmarks/results/proxy{'_smoke' if args.smoke else ''}.json")
     result = {"model": args.model, "flops_share": args.flops, "recipe": r, "ft_iters": args.ft_iters,
