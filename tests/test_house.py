@@ -159,3 +159,13 @@ def test_every_import_of_our_modules_names_something_that_exists():
 def test_the_package_root_holds_only_entry_modules():
     loose = sorted(p.name for p in (ROOT / "edgeprune").glob("*.py") if p.name not in ENTRY_MODULES)
     assert loose == [], f"put these in the package of their stage: {loose}"
+
+
+def test_the_command_line_imports_no_torch_until_a_verb_runs():
+    """`edgeprune --help` stays instant: every verb imports its stage (and torch, optuna) when it runs."""
+    import subprocess
+    import sys
+
+    code = "import sys, edgeprune.cli; print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -2,7 +2,8 @@
 verbs take (declared once here), and the parser and dispatcher built from a list of verb modules.
 
 A verb is a module with `register(sub)`: it adds its parser to the `sub` subparsers and sets its handler with
-`set_defaults(func=...)`. Handlers import their stage (and torch) only when they run, so `--help` stays instant.
+`set_defaults(func=...)`. Handlers import their stage (and torch) only when they run, and so does this module's
+`run`, so `import edgeprune.cli` and `--help` stay instant (tests/test_house.py checks that torch stays out).
 """
 
 from __future__ import annotations
@@ -10,10 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from types import ModuleType
-
-from ..checkpoint import CheckpointError
-from ..data.labels import LabelError
-from ..latency.base import MeasurementError
 
 DESCRIPTION = ("Prune object detectors as a whole and search per-layer pruning rates against latency measured on "
                "your board (Jetson TX2 / Orin, or this CPU).")
@@ -26,9 +23,15 @@ EXIT_CODES = """exit codes:
      misses the target (the model is saved all the same)"""
 EXIT_INPUT, EXIT_NO_FEASIBLE = 2, 3
 
-# Errors caused by the user's input or a device that failed: the CLI prints them as one line, not a traceback.
-USER_ERRORS = (CheckpointError, LabelError, FileNotFoundError, ValueError, MeasurementError,
-               ImportError)  # ImportError: an optional dependency (TensorRT, CUDA) is missing; its message says so
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors caused by the user's input or a device that failed: the CLI prints them as one line, not a traceback.
+    (ImportError: an optional dependency such as TensorRT or CUDA is missing; its message says so.)"""
+    from ..checkpoint import CheckpointError  # torch: imported once a verb runs, not for --help
+    from ..data.labels import LabelError
+    from ..latency.base import MeasurementError
+
+    return CheckpointError, LabelError, FileNotFoundError, ValueError, MeasurementError, ImportError
 
 
 class NoFeasibleResult(Exception):
@@ -105,7 +108,7 @@ def run(argv: list[str] | None, verbs: list[ModuleType]) -> int:
     args = build_parser(verbs).parse_args(argv)
     try:
         args.func(args)
-    except USER_ERRORS as e:
+    except user_errors() as e:
         print(f"edgeprune {args.cmd}: error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except NoFeasibleResult as e:

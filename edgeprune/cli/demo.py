@@ -23,12 +23,18 @@ from typing import Callable
 
 from ..report.plots import plot_training
 from ..report.tables import format_table, format_value, markdown_table
-from ..search.report import RESULT_FILES
 from ..utils.files import atomic_write_text, write_json
-from . import data, eval, export, finetune, profile, search, train
+from . import data as data_verb
+from . import eval as eval_verb
+from . import export as export_verb
+from . import finetune as finetune_verb
+from . import profile as profile_verb
+from . import search as search_verb
+from . import train as train_verb
 from .common import EXIT_NO_FEASIBLE, run
 
-STEPS = [data, train, search, finetune, eval, export, profile]  # the verbs the demo runs, as a user would
+# the verbs the demo runs, as a user would (this module's own `search`, `profile` ... are its steps)
+STEPS = [data_verb, train_verb, search_verb, finetune_verb, eval_verb, export_verb, profile_verb]
 
 
 def register(sub) -> None:
@@ -192,6 +198,8 @@ def train_reference(plan: DemoPlan, out: Path, seed: int) -> None:
 def search(plan: DemoPlan, out: Path, base: Path, base_gflops: float, backend: str, seed: int) -> dict:
     """The search picks per-block ratios against the measured speed-up (a killed search resumes its study). When
     no trial met the limits (exit code 3), the demo goes on with the closest plan and its results say so."""
+    from ..search.report import RESULT_FILES
+
     argv = ["search", str(base), "--data", str(out / "data" / "data.yaml"), "--out", str(out / "search"),
             "--imgsz", str(plan.size), "--trials", str(plan.search_trials), "--scopes", plan.search_scopes,
             "--val-images", str(plan.search_val), "--backend", backend, "--speedup", str(plan.speedup),
@@ -244,6 +252,8 @@ def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str,
               smoke: bool = False, met_limits: bool = True, reference: dict | None = None) -> dict:
     """results.json / results.md: the base, the dense reference (when trained) and the pruned model; the pruned
     model's changes against the base and against the reference."""
+    from ..search.report import RESULT_FILES
+
     def row(name: str, m: dict) -> dict:
         return {"model": name, "params": m["params"], "GFLOPs": m["GFLOPs"], "latency_ms": m["latency_ms"],
                 "speedup": base["latency_ms"] / m["latency_ms"], "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"]}

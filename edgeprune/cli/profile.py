@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..checkpoint import CheckpointError
 from ..report.tables import format_table
 from ..utils.files import write_json
 from .common import add_imgsz
@@ -49,7 +48,7 @@ def profile(args: argparse.Namespace) -> dict:
         info = inspect(args.model, input_shape=shape)  # names the file when it is not ONNX
         onnx = Path(args.model).read_bytes()
     else:
-        from ..checkpoint import load_model
+        from ..checkpoint import CheckpointError, load_model
 
         try:
             model = load_model(args.model).eval()

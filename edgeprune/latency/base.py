@@ -61,6 +61,7 @@ class LatencyBackend(ABC):
 
     times_modules: bool = False  # True: times the torch module itself (torch-cuda); its ONNX only names the structure
     off_host: bool = False  # True: measures on other machines (boards), so this one may work meanwhile
+    parallel: int = 1  # models `measure_many` measures at the same time (a pool of boards: one per board)
 
     def measure_module(self, module, input_shape: Shape) -> LatencyStats:
         """Time a torch module: exported to ONNX (`module_to_onnx`) and measured, unless the backend times modules

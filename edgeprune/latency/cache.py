@@ -207,6 +207,11 @@ class CachedBackend(LatencyBackend):
         self.hits = self.misses = 0
         self._fingerprint: dict | None = None
 
+    # what the search asks of a backend is what the backend behind the cache does
+    times_modules = property(lambda self: self.backend.times_modules)
+    off_host = property(lambda self: self.backend.off_host)
+    parallel = property(lambda self: self.backend.parallel)
+
     def fingerprint(self) -> dict:
         if self._fingerprint is None:
             self._fingerprint = self.backend.fingerprint()

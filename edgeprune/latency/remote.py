@@ -101,6 +101,7 @@ class Board:
 class RemoteBackend(LatencyBackend):
     name = "remote"
     off_host = True  # the boards measure; the host screens the next round meanwhile (search/rounds.py)
+    parallel = property(lambda self: len(self.hosts))  # one model per board at a time
 
     def __init__(self, hosts: str | list[str], token: str | None = None, backend: str = "trt",
                  precision: str | None = None, warmup: int = 10, iterations: int = 100, threads: int | None = None,

@@ -127,8 +127,7 @@ class Evaluator:
         failed. A backend that times modules (torch-cuda) measures them in turn."""
         from ..latency import module_to_onnx
 
-        inner = getattr(self.backend, "backend", self.backend)
-        if models and not inner.times_modules:
+        if models and not self.backend.times_modules:
             items = [(module_to_onnx(m, self.shape), self.shape) for m in models]
 
             def run() -> list[float | MeasurementError]:

@@ -27,8 +27,7 @@ __all__ = ["Round", "measures_elsewhere", "start_round"]
 
 def measures_elsewhere(ctx: SearchContext) -> bool:
     """Whether the backend measures on other machines, so that this one may screen the next round meanwhile."""
-    backend = ctx.evaluator.backend
-    return bool(getattr(getattr(backend, "backend", backend), "off_host", False))
+    return ctx.evaluator.backend is not None and ctx.evaluator.backend.off_host
 
 
 @dataclass

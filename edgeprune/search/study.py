@@ -132,10 +132,8 @@ def _surplus(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:
 
 def round_size(cfg: SearchConfig, ctx: SearchContext) -> int:
     """Trials asked, scored and measured together: `--batch-trials`, else one per board of the backend."""
-    if cfg.batch_trials:
-        return cfg.batch_trials
-    inner = getattr(ctx.evaluator.backend, "backend", ctx.evaluator.backend)
-    return max(1, len(getattr(inner, "hosts", [])))
+    backend = ctx.evaluator.backend
+    return cfg.batch_trials or (backend.parallel if backend is not None else 1)
 
 
 def _ask(study: optuna.Study, n: int, budget: int) -> list[optuna.Trial]:

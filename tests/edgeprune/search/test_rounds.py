@@ -1,13 +1,13 @@
 """The search in rounds over a pool of boards: real jetson agents on 127.0.0.1 whose measurement is a short sleep
 (the host's pipeline is real: ask/tell, screening, export, upload, the remote backend, tell)."""
-import os
 import threading
 import time
 
 import optuna
 from optuna.trial import TrialState
 
-from deploy.stats import LatencyStats, check_stop
+from benchmarks.bench_boards import sleeping_measure
+from deploy.stats import LatencyStats
 from edgeprune.latency.base import LatencyBackend, MeasurementError
 from edgeprune.search import SearchConfig, run_search
 from edgeprune.search.candidate import Evaluator
@@ -26,21 +26,17 @@ def config(base, out, backend, **kw):
 
 
 class Board:
-    """A board whose measurement sleeps `seconds` and records when it ran."""
+    """bench_boards' stand-in board (its measurement sleeps `seconds`), recording when each measurement ran."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds, self.windows, self.lock = seconds, [], threading.Lock()
+        self.sleep, self.windows, self.lock = sleeping_measure(seconds), [], threading.Lock()
 
     def measure(self, source, options, env, sha256=None, stop=None):
         t0 = time.monotonic()
-        while time.monotonic() - t0 < self.seconds:
-            check_stop(stop)
-            time.sleep(0.02)
+        result = self.sleep(source, options, env, sha256, stop)
         with self.lock:
             self.windows.append((t0, time.monotonic()))
-        stats = LatencyStats.from_samples([os.path.getsize(source) / 1e6] * int(options["iterations"]))
-        return {"latency": stats.to_dict(with_samples=True), "engine": None, "prepare_s": 0.0, "tegrastats": None,
-                "window": {"start": time.time(), "end": time.time()}}
+        return result
 
 
 def test_a_round_is_measured_by_every_board_at_once_while_the_next_is_screened(base, tmp_path, monkeypatch):
