@@ -21,8 +21,10 @@ from the same dense base:
   (f) edgeprune-flops        the search with a FLOPs cap (the FLOPs of (a) at the target), same recovery
   (g) edgeprune-rescored     (e) with the two-stage score: its 8 best trials fine-tuned for 24 KD iterations and
                              scored again (edgeprune.search.rescore), the answer the best of them
-  (h) edgeprune-progressive  `edgeprune prune --progressive` on the dense base: 4 latency-budgeted cuts during the
-                             same R epochs of KD, the last re-aimed until its measured latency meets the target
+  (h) edgeprune-progressive  `edgeprune prune --progressive --importance taylor` on the dense base: 4 latency-
+                             budgeted cuts during the same R epochs of KD, the last re-aimed until its measured
+                             latency meets the target
+  (i) edgeprune-allocated    the same with --steps 1: one Taylor-allocated cut to the target, then the R epochs
 
 ModelOpt row: `pip install -c constraints.txt nvidia-modelopt huggingface_hub` and then
 `pip install --no-deps torchprofile==0.0.4` (ModelOpt 0.47 imports huggingface_hub without declaring it, and its
@@ -184,7 +186,9 @@ def target_rows(bench: Bench, tname: str, speedup: float, base, sparse) -> list[
                                                                      "training": "none (the base)"}), img=size))
     rows += edgeprune_rows(bench, tname, speedup, base, rows)
     if "h" in only:
-        rows += progressive_rows(bench, tname, speedup)
+        rows += progressive_rows(bench, tname, speedup, steps=4)
+    if "i" in only:
+        rows += progressive_rows(bench, tname, speedup, steps=1)
     return rows
 
 
@@ -271,26 +275,30 @@ def edgeprune_rows(bench: Bench, tname: str, speedup: float, base, rows: list[di
     return out
 
 
-def progressive_rows(bench: Bench, tname: str, speedup: float) -> list[dict]:
-    """(h) the dense base pruned progressively (edgeprune.search.progressive) through the CLI, as a user runs it; one
-    latency table for every seed (WORK/progressive-table.json)."""
+def progressive_rows(bench: Bench, tname: str, speedup: float, steps: int) -> list[dict]:
+    """(h) the dense base pruned in `steps` latency-budgeted cuts with Taylor importance (edgeprune.search.progressive)
+    through the CLI, as a user runs it; (i) the same allocation in one cut (steps 1) with the whole recovery after it.
+    One latency table for every seed (WORK/progressive-table.json)."""
     r = bench.r
+    name = f"{tname}-progressive-taylor" if steps > 1 else f"{tname}-allocated-taylor"
+    method = "(h) edgeprune-progressive" if steps > 1 else "(i) edgeprune-allocated"
 
     def make(s: int):
-        out = bench.work / f"{tname}-progressive-s{s}.pt"
+        out = bench.work / f"{name}-s{s}.pt"
         if not out.is_file():
             code = cli(["prune", str(bench.work / "base" / "last.pt"), "-o", str(out), "--progressive",
                         "--speedup", f"{speedup:.4f}", "--data", str(bench.data), "--backend", "ort", "--threads", "1",
-                        "--steps", "4", "--epochs", str(r["recovery"]), "--seed", str(s), "--imgsz", str(bench.img),
+                        "--steps", str(steps), "--epochs", str(r["recovery"]), "--seed", str(s), "--imgsz",
+                        str(bench.img), "--importance", "taylor",
                         "--predict", str(bench.work / "progressive-table.json")])
             if code not in (0, 3):  # 3: saved, but its measured latency missed the target (the final pass says)
                 raise RuntimeError(f"edgeprune prune --progressive failed with exit code {code}")
         state = json.loads((out.with_suffix(".progressive") / "progressive.json").read_text())
-        return load_model(out).eval(), {"method": "(h) edgeprune-progressive", "training": f"{r['recovery']} ep KD",
+        return load_model(out).eval(), {"method": method, "training": f"{r['recovery']} ep KD", "importance": "taylor",
                                         "steps": [{k: x[k] for k in ("goal_ms", "predicted_ms", "measured_ms")}
                                                   for x in state["steps"]]}
 
-    return seeds_of(bench, f"{tname}-progressive", make)
+    return seeds_of(bench, name, make)
 
 
 def final_latency(bench: Bench, rows: list[dict]) -> None:
@@ -323,7 +331,7 @@ def main() -> None:
     ap.add_argument("--work", default="runs/bench-peers")
     ap.add_argument("--out", help="JSON (default benchmarks/results/peers.json, peers_<model>.json for others)")
     ap.add_argument("--smoke", action="store_true", help="every row at tiny sizes, to check the script")
-    ap.add_argument("--only", default="abcdefgh", help="the rows to run, by letter (f needs a: its FLOPs cap)")
+    ap.add_argument("--only", default="abcdefghi", help="the rows to run, by letter (f needs a: its FLOPs cap)")
     args = ap.parse_args()
     if "f" in args.only and "a" not in args.only:
         ap.error("--only: row f is capped at the FLOPs of row a (Torch-Pruning L1 at the target): add a")

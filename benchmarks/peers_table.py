@@ -31,25 +31,29 @@ def summarize(rows: list[dict], target: float) -> list[dict]:
     return table
 
 
+OURS = ("(e)", "(g)", "(h)", "(i)")  # edgeprune's candidates for its best path; (f) is the FLOPs-objective control
+
+
 def _spread(line: dict) -> float:
     return float(line["spread"].lstrip("±")) if line.get("spread", "–") != "–" else 0.0
 
 
 def verdict(table: list[dict], target: float, tol: float = 0.03) -> dict:
-    """Where edgeprune's best path ((e), (g) search or (h) progressive) stands among the rows that meet the target
-    (measured latency ≤ target + tol): the best other method by mAP@0.5:0.95, the difference in points, and whether
-    it exceeds the two rows' seed spreads. A row faster than target − tol meets it (a user would deploy it) but is
-    named as outside the matching window: it bought speed nobody asked for, and may have paid accuracy for it."""
+    """Where edgeprune's best path ((e), (g) search, (h) progressive or (i) allocated) stands among the rows that
+    meet the target (measured latency ≤ target + tol): the best other method by mAP@0.5:0.95, the difference in
+    points, and whether it exceeds the two rows' seed spreads. A row faster than target − tol meets it (a user would
+    deploy it) but is named as outside the matching window: it bought speed nobody asked for, and may have paid
+    accuracy for it."""
     timed = [x for x in table if "latency_ms" in x and not x["method"].startswith("base")]
     meets = [x for x in timed if x["latency_ms"] <= (1 + tol) * target]
     missed = [f"{x['method']} ({x['vs target']})" for x in timed if x not in meets]
     fast = [f"{x['method']} ({x['vs target']})" for x in meets if x["latency_ms"] < (1 - tol) * target]
-    mine = [x for x in meets if x["method"].startswith(("(e)", "(g)", "(h)"))]
+    mine = [x for x in meets if x["method"].startswith(OURS)]
     ours = max(mine, key=lambda x: x["mAP50-95"]) if mine else None
-    others = [x for x in meets if not x["method"].startswith(("(e)", "(f)", "(g)", "(h)"))]
+    others = [x for x in meets if not x["method"].startswith((*OURS, "(f)"))]
     out = {"meets_target": [x["method"] for x in meets], "missed_target": missed, "outside_window": fast}
     if not others or ours is None:
-        out["text"] = ("edgeprune (e), (g) and (h) missed the target" if ours is None
+        out["text"] = ("edgeprune (e), (g), (h) and (i) missed the target" if ours is None
                        else "no other method met the target") + (f"; missed: {', '.join(missed)}" if missed else "")
         return out
     best = max(others, key=lambda x: x["mAP50-95"])

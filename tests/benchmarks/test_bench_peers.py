@@ -52,3 +52,12 @@ def test_rows_recovered_by_an_older_kd_loss_are_made_again():
     assert not current_kd({"name": "2x-tp-l1@0.3-s0", "training": "13 ep KD"})  # before the box weight was recorded
     assert current_kd({"name": "2x-tp-l1@0.3-s0", "training": "13 ep KD", "kd_box_weight": KD_BOX})
     assert current_kd({"name": "2x-narrow@0.25-s0", "training": "49 ep from scratch"})  # no teacher, nothing to redo
+
+
+def test_the_one_shot_allocation_counts_as_edgeprunes_own_row_and_the_flops_control_does_not():
+    line = lambda method, ms, m: {"method": method, "latency_ms": ms, "mAP50-95": m, "spread": "–",  # noqa: E731
+                                  "vs target": f"{100 * (ms / 5 - 1):+.1f} %"}
+    table = [line("(c) narrow", 5.0, 0.43), line("(e) edgeprune", 5.0, 0.40), line("(f) edgeprune-flops", 5.0, 0.49),
+             line("(i) edgeprune-allocated", 5.1, 0.46)]
+    v = verdict(table, 5.0)
+    assert v["best_other"] == "(c) narrow" and v["lead_points"] == pytest.approx(3.0)  # (i) against (c); (f) aside
