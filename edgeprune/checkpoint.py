@@ -3,7 +3,8 @@
 A checkpoint is a plain dict that `torch.load(path, weights_only=True)` reads:
 
     {"format": "edgeprune-checkpoint", "version": 1,
-     "model": {"family": "yolov5", "config": {...}},   # rebuilds the architecture
+     "model": {"family": "yolov5", "config": {...},    # rebuilds the architecture (or "factory": your function
+               "plans": [...]},                        #   and its kwargs, "ultralytics": its yaml), then the plans
      "state_dict": {...},                              # the weights to use (the EMA weights when training had EMA)
      "metrics": {...}, "train": {...}}                 # optional: last metrics, state to resume training
 
@@ -28,6 +29,10 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, foreign, or does not fit the model it is loaded into."""
+
+
+class PickledModelFile(CheckpointError):
+    """A torch file that needs pickled Python objects to load: an ultralytics .pt, or a whole `torch.save(model)`."""
 
 
 def atomic_save(obj: object, path: str | Path) -> None:
@@ -119,7 +124,7 @@ def load_checkpoint(path: str | Path) -> dict:
         # torch's own message advises weights_only=False (arbitrary code execution): never pass it on
         if "Unsupported global" not in str(e):
             raise CheckpointError(f"{path}: not an edgeprune checkpoint: {_looks_like(path)}. {_FIX}") from None
-        raise CheckpointError(
+        raise PickledModelFile(
             f"{path}: not an edgeprune checkpoint: it needs pickled Python objects to load "
             f"(an ultralytics or full-model torch.save file?). Load that model in Python and pass its state_dict "
             f"to edgeprune.checkpoint.save_checkpoint."
@@ -168,10 +173,16 @@ def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint")
 def load_model(path: str | Path, base: nn.Module | None = None) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights; returned in eval mode.
 
-    `base`: for a model of your own (not in the registry), a fresh instance of the unpruned architecture; the
-    checkpoint's pruning plans are applied to it before its weights are loaded.
+    `base`: for a model of your own that does not carry its source (built without
+    `edgeprune.models.source.from_factory`), a fresh instance of the unpruned architecture; the checkpoint's
+    pruning plans are applied to it before its weights are loaded.
     """
     ckpt = load_checkpoint(path)
+    if base is None and ckpt["model"].get("family") == "module":
+        try:
+            build_base(ckpt["model"])
+        except TypeError as e:
+            raise CheckpointError(f"{path} holds {e}") from None
     try:
         if base is None:
             model = build_from_spec(ckpt["model"])
@@ -242,3 +253,69 @@ def adopt(base: nn.Module, pruned: nn.Module, example_inputs: torch.Tensor) -> n
     model = pruned_model(base, plan, example_inputs)
     load_weights(model, pruned.state_dict(), source="the pruned model")
     return model
+
+
+def read_weights(path: str | Path) -> dict:
+    """A state dict from an edgeprune checkpoint, a `torch.save(model.state_dict())` file (also one nested under
+    "state_dict" or "model"), or a .safetensors file; read without unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - damaged, foreign or pickled: one message
+        raise CheckpointError(f"{path}: not a weights file: {_looks_like(path)}. Save weights with "
+                              f"torch.save(model.state_dict(), path) or pass an edgeprune checkpoint") from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return obj["state_dict"]
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: holds no state dict (a dict of tensors)")
+    return obj
+
+
+def load_source(source: str | Path, kwargs: dict | None = None, weights: str | Path | None = None) -> nn.Module:
+    """Any model a verb takes, in eval mode:
+
+    - an edgeprune checkpoint (.pt / .safetensors);
+    - a registered name (`yolov5n`), built fresh with `kwargs`;
+    - `package.module:function`, your factory, called with `kwargs` (models.source.from_factory);
+    - an ultralytics `.yaml` (fresh) or `.pt` (trained), with ultralytics installed.
+
+    `weights` (a state dict, .safetensors or checkpoint) are loaded into a model built from a name, a factory or a
+    yaml. Whatever it is, the model saves as an edgeprune checkpoint that rebuilds it.
+    """
+    from .models import create_model, list_models
+    from .models.source import from_factory, from_ultralytics
+
+    text, path = str(source), Path(source)
+    if path.suffix in (".pt", ".safetensors") or (path.is_file() and path.suffix not in (".yaml", ".yml")):
+        if weights is not None:
+            raise CheckpointError(f"{path}: a checkpoint brings its own weights; --weights is for a model built "
+                                  f"from a name, a factory or a yaml")
+        try:
+            return load_model(path)
+        except PickledModelFile as e:
+            try:
+                return from_ultralytics(path)
+            except ImportError as missing:
+                raise CheckpointError(f"{e} If it is an ultralytics model: {missing}") from None
+    if text in list_models():
+        model = create_model(text, **(kwargs or {}))
+    elif ":" in text:
+        model = from_factory(text, kwargs)
+    elif path.suffix in (".yaml", ".yml"):
+        model = from_ultralytics(path)
+    else:
+        raise CheckpointError(f"{text}: not a model edgeprune can load: pass a checkpoint file, a registered name "
+                              f"({', '.join(list_models())}), package.module:function (a factory of yours) or an "
+                              f"ultralytics .yaml / .pt")
+    if weights is not None:
+        load_weights(model, read_weights(weights), source=str(weights))
+    return model.eval()

@@ -40,6 +40,43 @@ class NoFeasibleResult(Exception):
 
 # -- options several verbs take ---------------------------------------------------------------------------------
 
+MODEL_HELP = ("an edgeprune checkpoint, a registered name (yolov5n), package.module:function (a factory of yours), "
+              "or an ultralytics .yaml / .pt")
+
+
+def add_model(p: argparse.ArgumentParser, help: str = MODEL_HELP) -> None:
+    """The model a verb works on, given as MODEL or --model (ultralytics' word), with a factory's keyword
+    arguments and weights for a model built from a name, a factory or a yaml."""
+    p.add_argument("checkpoint", nargs="?", metavar="MODEL", help=help)
+    p.add_argument("--model", dest="model_source", metavar="MODEL", help="the same as the positional MODEL")
+    p.add_argument("--model-kwargs", default="{}", metavar="JSON",
+                   help='keyword arguments of a factory or registered name, e.g. \'{"num_classes": 1}\'')
+    p.add_argument("--weights", metavar="PATH", help="weights for a model built from a name, a factory or a yaml: a "
+                   "state dict (torch.save(model.state_dict())), .safetensors or an edgeprune checkpoint")
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """The MODEL a verb was given (positional or --model); ValueError when neither or both."""
+    if (args.checkpoint is None) == (args.model_source is None):
+        raise ValueError("give the model once: MODEL or --model MODEL")
+    return args.checkpoint or args.model_source
+
+
+def load_model_arg(args: argparse.Namespace):
+    """The model of `add_model`'s options (edgeprune.checkpoint.load_source), in eval mode."""
+    import json
+
+    from ..checkpoint import load_source
+
+    try:
+        kwargs = json.loads(args.model_kwargs)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--model-kwargs: not JSON ({e}): pass an object, e.g. '{{\"num_classes\": 1}}'") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError("--model-kwargs: pass a JSON object of keyword arguments, e.g. '{\"num_classes\": 1}'")
+    return load_source(model_name(args), kwargs, args.weights)
+
+
 def add_imgsz(p: argparse.ArgumentParser, help: str = "input size (pixels)") -> None:
     p.add_argument("--imgsz", "--img", type=int, default=320, dest="imgsz", help=help)
 

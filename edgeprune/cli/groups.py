@@ -9,11 +9,12 @@ if TYPE_CHECKING:  # torch is imported by the verbs that run, so that `edgeprune
     from torch import nn
 
 from ..report.tables import format_table
+from .common import add_model, load_model_arg
 
 
 def register(sub) -> None:
-    p = sub.add_parser("groups", help="list the coupled-channel groups of a checkpoint")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("groups", help="list the coupled-channel groups of a model")
+    add_model(p)
     p.add_argument("--importance", default="l1", help="l1, l2, bn, fused (taylor needs `prune --data`)")
     p.add_argument("--ignore", nargs="*", default=[], help="layer names or prefixes to leave alone")
     p.set_defaults(func=groups)
@@ -32,11 +33,10 @@ def importance_scores(model: nn.Module, groups: list, args: argparse.Namespace) 
 
 
 def groups(args: argparse.Namespace) -> None:
-    from ..checkpoint import load_model
     from ..models import example_input
     from ..prune.graph import find_groups
 
-    model = load_model(args.checkpoint)
+    model = load_model_arg(args)
     found = find_groups(model, example_input(model), ignored_layers=args.ignore)
     scores = importance_scores(model, found, args)
     rows = []

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from ..report.tables import format_table
 from ..utils.files import write_json
-from .common import add_imgsz
+from .common import MODEL_HELP, add_imgsz, add_model, load_model_arg, model_name
 
 
 def register(sub) -> None:
     p = sub.add_parser("profile", help="params, FLOPs and measured (and predicted) latency of a model")
-    p.add_argument("model", help="model.onnx or an edgeprune checkpoint (exported on the fly)")
+    add_model(p, help=f"model.onnx, or {MODEL_HELP} (exported on the fly)")
     add_imgsz(p)
+    p.add_argument("--opset", type=int, default=13, help="ONNX opset of the on-the-fly export")
     p.add_argument("--batch", type=int, default=1, help="batch size of the timed input")
     p.add_argument("--backend", default="ort",
                    help="ort (onnxruntime CPU), torch-cuda, tensorrt, or remote://host:port[,host2:port2] (Jetson "
@@ -40,22 +41,21 @@ def profile(args: argparse.Namespace) -> dict:
         args.threads = free_cores(busy_elsewhere())  # the cores free now (the row says how many)
     backend = get_backend(args.backend, **timing_options(args.backend, threads=args.threads, runs=args.runs,
                                                          warmup=args.warmup))
-    model = None
-    if str(args.model).endswith(".onnx"):
+    model, source = None, model_name(args)
+    if source.endswith(".onnx"):
         if args.predict:
-            raise ValueError(f"{args.model}: --predict needs an edgeprune checkpoint (the predictor reads the "
-                             "model's layers), not an ONNX file")
-        info = inspect(args.model, input_shape=shape)  # names the file when it is not ONNX
-        onnx = Path(args.model).read_bytes()
+            raise ValueError(f"{source}: --predict needs a torch model (the predictor reads the model's layers), "
+                             "not an ONNX file")
+        info = inspect(source, input_shape=shape)  # names the file when it is not ONNX
+        onnx = Path(source).read_bytes()
     else:
-        from ..checkpoint import CheckpointError, load_model
+        from ..checkpoint import CheckpointError
 
         try:
-            model = load_model(args.model).eval()
+            model = load_model_arg(args)
         except CheckpointError as e:
-            raise CheckpointError(f"{e} (profile takes an edgeprune checkpoint or an ONNX file ending in .onnx)") \
-                from None
-        onnx = module_to_onnx(model, shape)
+            raise CheckpointError(f"{e} (profile also takes an ONNX file ending in .onnx)") from None
+        onnx = module_to_onnx(model, shape, args.opset)
         info = inspect(onnx, input_shape=shape)
     try:
         predicted = None
@@ -63,11 +63,11 @@ def profile(args: argparse.Namespace) -> dict:
             from ..latency.calibrate import predictor_for
 
             predicted = predictor_for(model, shape, backend, args.predict).predict(model)
-        stats = measure(model if model is not None else onnx, shape, backend)  # torch-cuda times the module
+        stats = measure(model if model is not None else onnx, shape, backend, opset=args.opset)  # torch-cuda: module
         fingerprint = backend.fingerprint()
     finally:
         backend.close()
-    row = {"model": Path(args.model).name, "input": "x".join(map(str, shape)), "params": info["params"],
+    row = {"model": Path(source).name, "input": "x".join(map(str, shape)), "params": info["params"],
            "GFLOPs": info["flops"] / 1e9, "backend": args.backend}
     if fingerprint.get("threads"):
         row["threads"] = fingerprint["threads"]

@@ -12,13 +12,13 @@ if TYPE_CHECKING:  # torch is imported by the verbs that run, so that `edgeprune
     from torch import nn
 
 from ..report.tables import format_table
-from .common import NoFeasibleResult, add_imgsz, add_skip_bad
+from .common import NoFeasibleResult, add_imgsz, add_model, add_skip_bad, load_model_arg, model_name
 from .groups import importance_scores
 
 
 def register(sub) -> None:
-    p = sub.add_parser("prune", help="prune a checkpoint by a global ratio or a plan file")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("prune", help="prune a model by a global ratio or a plan file, or progressively to a latency")
+    add_model(p)
     p.add_argument("-o", "--out", required=True, help="pruned checkpoint (.pt or .safetensors); plan beside it")
     p.add_argument("--ratio", type=float, help="share of all group channels to remove, e.g. 0.5")
     p.add_argument("--plan", help="apply this plan JSON instead of making one")
@@ -87,7 +87,7 @@ def _summary(model: nn.Module, img_size: int) -> tuple[int, float]:
 
 
 def prune(args: argparse.Namespace) -> None:
-    from ..checkpoint import load_checkpoint, load_model, save_checkpoint
+    from ..checkpoint import save_checkpoint
     from ..models import example_input
     from ..prune.graph import find_groups
     from ..prune.importance import rankable
@@ -100,7 +100,7 @@ def prune(args: argparse.Namespace) -> None:
         raise ValueError("give either --ratio R (make a plan) or --plan FILE (apply one)")
     if args.steps > 1 and not args.data:
         raise ValueError("--steps recovers the model after each step: pass --data DATA")
-    model = load_model(args.checkpoint)
+    model = load_model_arg(args)
     params0, flops0 = _summary(model, args.imgsz)
     found = find_groups(model, example_input(model), ignored_layers=args.ignore)
     if args.plan:
@@ -108,7 +108,7 @@ def prune(args: argparse.Namespace) -> None:
     else:
         scores = rankable(importance_scores(model, found, args), args.importance)
         plan = plan_global(found, scores, args.ratio, round_to=args.round_to, min_width=args.min_width)
-        plan.info.update(importance=args.importance, source=str(args.checkpoint))
+        plan.info.update(importance=args.importance, source=model_name(args))
     try:
         if args.steps > 1:
             model = _prune_in_steps(model, plan, found, args)
@@ -118,10 +118,9 @@ def prune(args: argparse.Namespace) -> None:
             with torch.no_grad():
                 prune_model(model, plan, example_input(model))
     except KeyError as e:  # a plan made for another model names groups this one does not have
-        raise ValueError(f"{args.plan or 'plan'} does not fit {args.checkpoint}: {e.args[0]}") from None
+        raise ValueError(f"{args.plan or 'plan'} does not fit {model_name(args)}: {e.args[0]}") from None
     params1, flops1 = _summary(model, args.imgsz)
-    metrics = dict(load_checkpoint(args.checkpoint).get("metrics", {}), pruned_from=str(args.checkpoint))
-    save_checkpoint(args.out, model, metrics=metrics)
+    save_checkpoint(args.out, model, metrics=_source_metrics(model_name(args)))
     plan_path = plan.save(Path(args.out).with_suffix(".plan.json"))
     rows = [{"model": "before", "params": params0, "GFLOPs": flops0, "channels": plan.total},
             {"model": "after", "params": params1, "GFLOPs": flops1, "channels": plan.kept}]
@@ -131,6 +130,17 @@ def prune(args: argparse.Namespace) -> None:
           f"wrote {args.out} and {plan_path}")
     for warning in plan_warnings(plan, found, args.round_to, args.min_width):
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def _source_metrics(source: str) -> dict:
+    """The metrics of the checkpoint a model was pruned from (none for a factory, a name or a yaml), and its name."""
+    from ..checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        metrics = load_checkpoint(source).get("metrics", {}) if Path(source).is_file() else {}
+    except CheckpointError:  # an ultralytics .pt
+        metrics = {}
+    return dict(metrics, pruned_from=source)
 
 
 def progressive(args: argparse.Namespace) -> None:
@@ -150,8 +160,8 @@ def progressive(args: argparse.Namespace) -> None:
         raise ValueError("--progressive allocates channels by latency: drop --ratio (or pass --plan FILE to reach "
                          "that plan step by step)")
     work = Path(args.out).with_suffix(".progressive")
-    model = load_model(args.checkpoint).eval()
-    teacher = load_model(args.teacher).eval() if args.teacher else load_model(args.checkpoint).eval()
+    model = load_model_arg(args)
+    teacher = load_model(args.teacher).eval() if args.teacher else load_model_arg(args)
     spec = load_dataset(args.data, skip_bad=args.skip_bad)
     work.mkdir(parents=True, exist_ok=True)
     raw = get_backend(args.backend, **timing_options(args.backend, threads=args.threads))
@@ -167,7 +177,7 @@ def progressive(args: argparse.Namespace) -> None:
                                          progress=True)
     finally:
         raw.close()
-    save_checkpoint(args.out, final, metrics={"pruned_from": str(args.checkpoint), "progressive": str(work)})
+    save_checkpoint(args.out, final, metrics={"pruned_from": model_name(args), "progressive": str(work)})
     rows = [{"step": r["step"], "goal ms": r["goal_ms"], "asked ms": r["asked_ms"], "predicted ms": r["predicted_ms"],
              "measured ms": r["measured_ms"], "params": r["params"], "GFLOPs": r["GFLOPs"], "epochs": r["epochs"],
              "mAP50": r.get("mAP50"), "mAP50-95": r.get("mAP50-95")} for r in state["steps"]]

@@ -32,7 +32,17 @@ def predict(model: nn.Module, images: torch.Tensor, conf_thres: float = 0.001, i
             max_det: int = 300) -> list[torch.Tensor]:
     """Detections per image, `[n, 6]` = `(x1, y1, x2, y2, conf, cls)` in input pixels."""
     model.eval()
-    return non_max_suppression(model(images), conf_thres=conf_thres, iou_thres=iou_thres, max_det=max_det)
+    y = as_rows(model(images), getattr(model, "row_layout", "yolov5"))
+    return non_max_suppression(y, conf_thres=conf_thres, iou_thres=iou_thres, max_det=max_det)
+
+
+def as_rows(y: torch.Tensor, layout: str) -> torch.Tensor:
+    """A detector's eval output as YOLOv5 rows `[B, N, 5 + C]`: the anchor-free `[B, 4 + C, N]` of YOLOv8 /
+    YOLO11 gets an objectness of 1, so that the score NMS ranks is the class score."""
+    if layout == "yolov8":
+        y = y.transpose(1, 2)
+        return torch.cat((y[..., :4], torch.ones_like(y[..., :1]), y[..., 4:]), -1)
+    return y
 
 
 @torch.no_grad()

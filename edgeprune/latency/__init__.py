@@ -81,12 +81,12 @@ def _load_onnx(model) -> bytes:
 
 
 def measure(model, input_shape, backend: LatencyBackend | str = "ort",
-            cache: LatencyCache | None = None) -> LatencyStats:
+            cache: LatencyCache | None = None, opset: int = 13) -> LatencyStats:
     """Latency of `model` (nn.Module, ONNX bytes, or a path to an .onnx file) at `input_shape`.
 
-    A torch module goes to the backend's `measure_module`: exported to ONNX first, or timed as it is by a backend
-    that times modules (torch-cuda), the export then only the cache key. With `cache`, a structure measured before
-    on the same setup is not measured again.
+    A torch module goes to the backend's `measure_module`: exported to ONNX at `opset` first, or timed as it is by
+    a backend that times modules (torch-cuda), the export then only the cache key. With `cache`, a structure
+    measured before on the same setup is not measured again.
     """
     shape = normalize_shape(input_shape)
     b = get_backend(backend) if isinstance(backend, str) else backend
@@ -94,7 +94,7 @@ def measure(model, input_shape, backend: LatencyBackend | str = "ort",
         b = CachedBackend(b, cache)
     if not isinstance(model, (bytes, bytearray, str, Path)):
         if hasattr(b, "measure_module"):  # every LatencyBackend; a duck-typed one gets the ONNX export
-            return b.measure_module(model, shape)
-        return b.measure(module_to_onnx(model, shape), shape)
+            return b.measure_module(model, shape, opset=opset)
+        return b.measure(module_to_onnx(model, shape, opset), shape)
     onnx = _load_onnx(model)
     return b.measure(onnx, shape)

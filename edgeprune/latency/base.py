@@ -63,13 +63,13 @@ class LatencyBackend(ABC):
     off_host: bool = False  # True: measures on other machines (boards), so this one may work meanwhile
     parallel: int = 1  # models `measure_many` measures at the same time (a pool of boards: one per board)
 
-    def measure_module(self, module, input_shape: Shape) -> LatencyStats:
-        """Time a torch module: exported to ONNX (`module_to_onnx`) and measured, unless the backend times modules
-        itself."""
+    def measure_module(self, module, input_shape: Shape, opset: int = 13) -> LatencyStats:
+        """Time a torch module: exported to ONNX at `opset` (`module_to_onnx`) and measured, unless the backend
+        times modules itself."""
         from .to_onnx import module_to_onnx
 
         shape = normalize_shape(input_shape)
-        return self.measure(module_to_onnx(module, shape), shape)
+        return self.measure(module_to_onnx(module, shape, opset), shape)
 
     def measure_many(self, items: list[tuple[bytes, Shape]]) -> list[LatencyStats]:
         """Measure several models; the default measures them one after another. When any failed, the first

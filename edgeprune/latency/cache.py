@@ -236,12 +236,12 @@ class CachedBackend(LatencyBackend):
         key, shape, stats = self._lookup(onnx, input_shape)
         return stats if stats is not None else self._store(key, shape, self.backend.measure(onnx, shape))
 
-    def measure_module(self, module, input_shape: Shape, onnx: bytes | None = None) -> LatencyStats:
-        """A torch module: its ONNX export is the cache key; the backend times that export, or the module itself
-        where it times modules (torch-cuda)."""
+    def measure_module(self, module, input_shape: Shape, opset: int = 13, onnx: bytes | None = None) -> LatencyStats:
+        """A torch module: its ONNX export (at `opset`) is the cache key; the backend times that export, or the
+        module itself where it times modules (torch-cuda)."""
         if onnx is None:
             from .to_onnx import module_to_onnx
-            onnx = module_to_onnx(module, input_shape)
+            onnx = module_to_onnx(module, input_shape, opset)
         if not self.backend.times_modules:
             return self.measure(onnx, input_shape)
         key, shape, stats = self._lookup(onnx, input_shape)

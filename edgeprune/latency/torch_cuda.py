@@ -53,7 +53,7 @@ class TorchCudaBackend(LatencyBackend):
                                "measure_module(module, input_shape) or edgeprune.latency.measure(module, ...); "
                                "for ONNX on a GPU use the tensorrt backend", "torch-cuda", "ONNX input")
 
-    def measure_module(self, module, input_shape: Shape) -> LatencyStats:
+    def measure_module(self, module, input_shape: Shape, opset: int = 13) -> LatencyStats:  # opset: no export
         torch = _cuda()
         shape = normalize_shape(input_shape)
         dev = torch.device(self.device)

@@ -1,4 +1,4 @@
-"""Building blocks of the YOLOv5 family: Conv-BN-SiLU, Bottleneck, C3, SPPF.
+"""Building blocks of the YOLOv5 family (and shared with YOLOv8 / YOLO11): Conv-BN-SiLU, Bottleneck, C3, SPPF.
 
 Layer names follow ultralytics (`cv1`, `cv2`, `m`, `bn`) so that people who know YOLOv5 read pruning plans at once.
 """
@@ -15,13 +15,14 @@ def autopad(kernel: int, padding: int | None = None) -> int:
 
 
 class Conv(nn.Module):
-    """Conv2d (no bias) → BatchNorm2d → SiLU."""
+    """Conv2d (no bias) → BatchNorm2d → SiLU (or no activation with `act=False`)."""
 
-    def __init__(self, c_in: int, c_out: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
+                 act: bool = True) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, k, s, autopad(k, p), groups=g, bias=False)
         self.bn = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.03)
-        self.act = nn.SiLU(inplace=True)
+        self.act = nn.SiLU(inplace=True) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))

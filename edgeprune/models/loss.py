@@ -33,6 +33,8 @@ class LossGains:
 class YOLOv5Loss:
     """Callable: `loss, parts = criterion(raw_maps, targets)`; `parts` is `[box, obj, cls]` detached."""
 
+    parts = ("box", "obj", "cls")
+
     def __init__(self, head: Detect, img_size: int = 640, gains: LossGains | None = None) -> None:
         g = gains or LossGains()
         nl, nc = head.nl, head.nc

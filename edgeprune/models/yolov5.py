@@ -148,6 +148,8 @@ class Detect(nn.Module):
 
 
 class YOLOv5(nn.Module):
+    row_layout = "yolov5"  # eval output [B, N, 5 + C] (edgeprune.export and evaluate read it)
+
     def __init__(self, config: YOLOv5Config) -> None:
         super().__init__()
         self.config = config

@@ -40,6 +40,8 @@ from torch_pruning import ops as tp_ops
 from torch_pruning.dependency import index_mapping as tp_index_mapping
 from torch_pruning.dependency import shape_infer as tp_shape_infer
 
+from ..utils.tensors import flatten_tensors
+
 OPTYPE = tp_ops.OPTYPE
 HybridIndex = tp._helpers._HybridIndex
 FlattenIndexMapping = tp_index_mapping._FlattenIndexMapping
@@ -140,7 +142,7 @@ class _DependencyGraph(tp.DependencyGraph):
                 for h in hooks:
                     h.remove()
             self.outputs = flatten_tensors(out)
-            return out
+            return self.outputs  # Torch-Pruning's own flattening fails on a None among the outputs
 
         self.records = recorder.records
         self.module2node = self._trace(model, example_inputs, forward_fn, output_transform=None)
@@ -317,17 +319,6 @@ def split_attrs(model: nn.Module, info: SplitInfo) -> list[str | None]:
 
 def prod(xs) -> int:
     return math.prod(int(x) for x in xs)
-
-
-def flatten_tensors(x) -> list[torch.Tensor]:
-    """The tensors of a nested output (tensor, list, tuple, dict), in order."""
-    if isinstance(x, torch.Tensor):
-        return [x]
-    if isinstance(x, dict):
-        x = list(x.values())
-    if isinstance(x, (list, tuple)):
-        return [t for item in x for t in flatten_tensors(item)]
-    return []
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ def plot_training(metrics_csv: str | Path, out_png: str | Path) -> Path:
     fig = Figure(figsize=(9, 3.4), dpi=100)
     FigureCanvasAgg(fig)
     ax_loss, ax_map = fig.subplots(1, 2)
-    for key in ("box_loss", "obj_loss", "cls_loss"):
+    for key in [k for k in rows[0] if k.endswith("_loss") and not k.startswith("kd_")]:
         ax_loss.plot(epochs, [float(r[key]) for r in rows], label=key)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
     ax_loss.legend()

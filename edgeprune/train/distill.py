@@ -25,7 +25,7 @@ from torch import nn
 
 from ..models.loss import LossGains
 
-__all__ = ["DetectionKD", "FeatureKD", "bernoulli_kl"]
+__all__ = ["AnchorFreeKD", "DetectionKD", "FeatureKD", "bernoulli_kl"]
 
 
 def bernoulli_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
@@ -39,6 +39,8 @@ def bernoulli_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tem
 
 
 class DetectionKD(nn.Module):
+    parts = ("obj", "cls", "box")
+
     def __init__(self, w_obj: float = 1.0, w_cls: float = 1.0, w_box: float = LossGains.box,
                  temperature: float = 1.0) -> None:
         super().__init__()
@@ -70,6 +72,48 @@ class DetectionKD(nn.Module):
         cls, box, obj = cls / weight, box / weight, obj / len(student)
         loss = self.w_obj * obj + self.w_cls * cls + self.w_box * box
         return loss, torch.stack((obj, cls, box)).detach()
+
+
+class AnchorFreeKD(nn.Module):
+    """KD for the anchor-free head of YOLOv8 / YOLO11, raw maps `[B, 4·reg_max + C, H, W]`.
+
+    Classes: Bernoulli KL on every cell (the class score is also the quality score, so the background matters as
+    objectness does for YOLOv5). Boxes: localization distillation (Zheng et al., CVPR 2022): KL between the
+    teacher's and the student's distributions over each side's `reg_max` bins, weighted by the teacher's highest
+    class probability and averaged per expected object. The weights are not tuned yet (1 and 1).
+    """
+
+    parts = ("cls", "box")
+
+    def __init__(self, reg_max: int = 16, w_cls: float = 1.0, w_box: float = 1.0, temperature: float = 1.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"distillation temperature must be > 0, not {temperature}")
+        self.reg_max, self.w_cls, self.w_box, self.temperature = reg_max, w_cls, w_box, temperature
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, [cls, box] parts detached). The teacher's maps are detached here."""
+        if len(student) != len(teacher):
+            raise ValueError(f"student has {len(student)} detection levels, teacher {len(teacher)}")
+        temp, bins = self.temperature, self.reg_max
+        cls = box = weight = student[0].new_zeros(())
+        for s, t in zip(student, teacher):
+            t = t.detach()
+            if s.shape != t.shape:
+                raise ValueError(f"student map {tuple(s.shape)} and teacher map {tuple(t.shape)} differ: distillation "
+                                 "needs the same input size and classes")
+            b, _, h, w = s.shape
+            (s_box, s_cls), (t_box, t_cls) = s.split((4 * bins, s.shape[1] - 4 * bins), 1), \
+                t.split((4 * bins, t.shape[1] - 4 * bins), 1)
+            cls = cls + bernoulli_kl(s_cls, t_cls, temp).sum(1).mean() * temp ** 2
+            quality = torch.sigmoid(t_cls).amax(1)  # [B, H, W]: where the teacher sees an object
+            log_s = F.log_softmax(s_box.view(b, 4, bins, h, w) / temp, 2)
+            p_t = F.softmax(t_box.view(b, 4, bins, h, w) / temp, 2)
+            kl = (p_t * (p_t.clamp_min(1e-12).log() - log_s)).sum(2).mean(1)  # [B, H, W], mean of the 4 sides
+            box = box + (quality * kl).sum() * temp ** 2
+            weight = weight + quality.sum()
+        cls, box = cls / len(student), box / weight.clamp_min(1.0)
+        return self.w_cls * cls + self.w_box * box, torch.stack((cls, box)).detach()
 
 
 class FeatureKD(nn.Module):

@@ -24,10 +24,12 @@ from deploy.machine import LoadMeter
 from ..checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from ..data.dataset import build_loader
 from ..evaluate.accuracy import evaluate
+from ..models import YOLOv5, YOLOv8
 from ..models.loss import LossGains, YOLOv5Loss
+from ..models.loss_v8 import YOLOv8Loss
 from ..utils.files import atomic_write_text, write_json
 from ..utils.threads import TorchThreads
-from .distill import DetectionKD, FeatureKD
+from .distill import AnchorFreeKD, DetectionKD, FeatureKD
 from .sparsity import HeadInputs, Sparsifier, evenness, feature_attention_loss, layer_sparsity, plot_gamma
 
 
@@ -132,6 +134,16 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def detection_loss(model: nn.Module, img_size: int):
+    """The loss of a detector family edgeprune trains: `loss, parts = criterion(raw maps, targets)`."""
+    if isinstance(model, YOLOv8):
+        return YOLOv8Loss(model.head, img_size=img_size)
+    if isinstance(model, YOLOv5):
+        return YOLOv5Loss(model.head, img_size=img_size)
+    raise ValueError(f"edgeprune trains its YOLOv5 and YOLOv8 / YOLO11 families; {type(model).__name__} has no loss "
+                     f"here (prune, export and profile it; train it with your own code)")
+
+
 class Trainer:
     """Holds the state of one training run so that it can be checkpointed and resumed."""
 
@@ -149,7 +161,7 @@ class Trainer:
                                          seed=cfg.seed, workers=cfg.workers)
         self.val_loader = build_loader(val_samples, cfg.img_size, cfg.batch_size, augment=False, shuffle=False,
                                        seed=cfg.seed, workers=cfg.workers) if val_samples else None
-        self.criterion = YOLOv5Loss(model.head, img_size=cfg.img_size)
+        self.criterion = detection_loss(model, cfg.img_size)
         self.optimizer = build_optimizer(model, cfg)
         self.ema = ModelEMA(model) if cfg.ema else None
         self.sparsifier = Sparsifier(model, cfg.sparsity, cfg.sparsity_lambda) if cfg.sparsity != "none" else None
@@ -162,11 +174,14 @@ class Trainer:
         feature-attention loss against the model as training starts."""
         model, cfg = self.model, self.cfg
         self.teacher, self.kd, self.feature_kd = None, None, None
+        if cfg.feature_kd != "none" and teacher is not None and not isinstance(model, YOLOv5):
+            raise ValueError(f"feature KD (--feature-kd) is built for YOLOv5's neck; distil {type(model).__name__} "
+                             f"with the response KD alone (--feature-kd none)")
         if teacher is not None:
             # a frozen copy: the caller's model stays as it was (it may be pruned or trained again later)
             self.teacher = copy.deepcopy(teacher).to(memory_format=self.memory_format).eval().requires_grad_(False)
             self.teacher.head.train()  # raw Detect maps, with the teacher's batch norms frozen in eval mode
-            self.kd = DetectionKD(w_box=cfg.kd_box_weight, temperature=cfg.kd_temperature)
+            self.kd = self._distillation()
         if teacher is not None and cfg.feature_kd != "none":
             self.feature_kd = FeatureKD([m.in_channels for m in model.head.m], [m.in_channels for m in teacher.head.m],
                                         cfg.feature_kd, cfg.kd_temperature)
@@ -174,12 +189,17 @@ class Trainer:
                 self.optimizer.add_param_group({"params": list(self.feature_kd.parameters()),
                                                 "weight_decay": cfg.weight_decay if cfg.optimizer == "sgd" else 0.0})
             self.student_feats, self.teacher_feats = HeadInputs(model), HeadInputs(self.teacher)
-        self.reflect = (DetectionKD(w_box=cfg.kd_box_weight, temperature=cfg.kd_temperature)
-                        if cfg.self_reflection > 0 else None)
+        self.reflect = self._distillation() if cfg.self_reflection > 0 else None
         self.dense = None
         if cfg.attention_weight > 0:  # the model as training starts: what the sparse model must keep attending to
             self.dense = copy.deepcopy(model).eval().requires_grad_(False)
             self.student_feats, self.dense_feats = HeadInputs(model), HeadInputs(self.dense)
+
+    def _distillation(self) -> nn.Module:
+        """The response KD of the model's head: anchor-based (YOLOv5) or anchor-free (YOLOv8 / YOLO11)."""
+        if isinstance(self.model, YOLOv8):
+            return AnchorFreeKD(self.model.head.reg_max, temperature=self.cfg.kd_temperature)
+        return DetectionKD(w_box=self.cfg.kd_box_weight, temperature=self.cfg.kd_temperature)
 
     def resume(self) -> None:
         """Continue from `last.pt` in the run directory."""
@@ -207,10 +227,10 @@ class Trainer:
         for epoch in range(self.start_epoch, cfg.epochs):
             t0, load = time.perf_counter(), LoadMeter().start()
             losses = self._train_epoch(epoch, nb)
-            row = {"epoch": epoch + 1, "box_loss": losses[0], "obj_loss": losses[1], "cls_loss": losses[2],
+            row = {"epoch": epoch + 1, **{f"{name}_loss": v for name, v in zip(self.criterion.parts, losses)},
                    "lr": self.optimizer.param_groups[0]["lr"]}
             if self.kd is not None:
-                row.update(kd_obj=self.kd_losses[0], kd_cls=self.kd_losses[1], kd_box=self.kd_losses[2])
+                row.update({f"kd_{name}": v for name, v in zip(self.kd.parts, self.kd_losses)})
             row["train_seconds"] = time.perf_counter() - t0
             row["images_per_second"] = len(self.train_loader.dataset) / row["train_seconds"]
             row["threads"], row["load_elsewhere"] = self.threads.threads, load.stop()
@@ -245,7 +265,8 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, nb: int) -> list[float]:
         self.model.train()
-        total, kd_total = torch.zeros(3), torch.zeros(3)
+        total = torch.zeros(len(self.criterion.parts))
+        kd_total = torch.zeros(len(self.kd.parts) if self.kd is not None else 3)
         a_t = self._reflection_weight(epoch)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", disable=not self.progress)
         for i, (images, targets, _) in enumerate(bar):
@@ -280,7 +301,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.model)
             total += parts
-            bar.set_postfix(box=f"{parts[0]:.4f}", obj=f"{parts[1]:.4f}", cls=f"{parts[2]:.4f}")
+            bar.set_postfix({name: f"{v:.4f}" for name, v in zip(self.criterion.parts, parts.tolist())})
         self.kd_losses = (kd_total / max(nb, 1)).tolist()
         return (total / max(nb, 1)).tolist()
 

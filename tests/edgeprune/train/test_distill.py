@@ -137,3 +137,24 @@ def test_boxes_are_weighted_like_the_detection_loss_box_term():
     loss, parts = kd(maps(1), maps(0))
     assert kd.w_box == LossGains().box == TrainConfig().kd_box_weight  # at 1 a thin student collapsed (distill.py)
     assert loss.item() == pytest.approx(LossGains().box * parts[2].item())
+
+
+def test_anchor_free_kd_is_zero_for_identical_maps_and_weights_boxes_by_the_teachers_classes():
+    from edgeprune.train.distill import AnchorFreeKD
+
+    g = torch.Generator().manual_seed(0)
+    t = [torch.randn(2, 64 + 3, h, h, generator=g) for h in (8, 4, 2)]
+    kd = AnchorFreeKD(reg_max=16)
+    loss, parts = kd([x.clone() for x in t], t)
+    assert float(loss) == pytest.approx(0.0, abs=1e-5) and parts.shape == (2,)
+    s = [x.clone().requires_grad_(True) for x in t]
+    with torch.no_grad():
+        s[0][:, :64] += torch.randn(2, 64, 8, 8, generator=g)  # other box distributions at level 0 only
+    loss, parts = kd(s, t)
+    assert float(parts[0]) == pytest.approx(0.0, abs=1e-5) and float(parts[1]) > 0
+    loss.backward()
+    assert s[0].grad[:, :64].abs().sum() > 0 and s[0].grad[:, 64:].abs().sum() < 1e-6
+    quiet = [x.clone() for x in t]
+    quiet[0][:, 64:] = -20.0  # the teacher sees nothing at level 0: its boxes there do not count
+    loss_quiet, parts_quiet = kd([x.detach() for x in s], quiet)
+    assert float(parts_quiet[1]) < 1e-3

@@ -33,6 +33,17 @@ def test_train_writes_checkpoints_and_metrics(tmp_path, spec):
     assert model.config.num_classes == 1
 
 
+@pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
+def test_the_anchor_free_family_trains_and_distils_with_its_own_loss_parts(tmp_path, spec, name):
+    torch.manual_seed(0)
+    teacher = create_model(name, 1).eval()
+    last = train(create_model(name, 1), spec.train, spec.val, _cfg(epochs=1), tmp_path, progress=False,
+                 teacher=teacher)
+    assert {"box_loss", "cls_loss", "dfl_loss", "kd_cls", "kd_box", "map50"} <= set(last)
+    assert "obj_loss" not in last and last["kd_cls"] > 0 and last["kd_box"] > 0
+    assert load_model(tmp_path / "best.pt").config.name == name
+
+
 def test_epochs_without_validation_leave_blank_metrics(tmp_path, spec):
     train(create_model("yolov5n", 1), spec.train, spec.val, _cfg(epochs=3, eval_every=2), tmp_path, progress=False)
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
