@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .group import Group, Member
+from .heads import head_groups
 from .nodes import NodeAudit
 from .surgery import channel_blocks, channel_sizes, cut, unsupported_reason
 from .trace import OPTYPE, HybridIndex, forward_problem, trace
@@ -95,10 +96,25 @@ def analyze(model: nn.Module, example_inputs, ignored_layers: list[str] | None =
             an.excluded[group.name] = "; ".join(reasons[:3]) + more
         else:
             an.groups.append(group)
+    _add_head_groups(model, an, claimed, rank, order)
     if probe and an.groups:
         _probe(model, example_inputs, an)
     an.excluded = dict(sorted(an.excluded.items(), key=lambda kv: rank[kv[0]]))
     return an
+
+
+def _add_head_groups(model: nn.Module, an: Analysis, claimed: dict, rank: dict, order: dict) -> None:
+    """Attention heads as groups (edgeprune.prune.heads), unless their channels are in a group already."""
+    for g in head_groups(model):
+        keys = [(id(mb.module), mb.kind, i) for mb in g.members for i in mb.idxs]
+        other = next((claimed[k] for k in keys if k in claimed), None)
+        rank[g.name] = len(rank)
+        if other is not None:
+            an.excluded[g.name] = f"overlaps group {other}"
+            continue
+        claimed.update((k, g.name) for k in keys)
+        an.groups.append(g)
+    an.groups.sort(key=lambda g: order[g.root.module])
 
 
 def _choose_roots(DG, candidates: list[nn.Module], an: Analysis) -> list[tuple[nn.Module, dict]]:

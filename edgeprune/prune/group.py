@@ -36,6 +36,9 @@ class Group:
     # chunk halves). Empty when any subset of channels may be kept.
     blocks: list[list[int]] = field(default_factory=list)
     min_keep: int = 1  # fewest channels a plan may keep (2 per group of a grouped conv whose outputs these are)
+    # (module name, attribute) that holds how many group channels there are, set to the kept count when cut
+    # (an attention's `num_heads`: a head group, edgeprune.prune.heads)
+    counts: list[tuple[str, str]] = field(default_factory=list)
     _splits: list = field(default_factory=list, repr=False, compare=False)  # (SplitInfo, [(idx, group idx)])
 
     @property

@@ -96,6 +96,11 @@ def cut(model: nn.Module, plan) -> Callable[[], None]:
             out_keep = sorted(set(range(n_out)) - out_cut[name]) if name in out_cut else None
             in_keep = sorted(set(range(n_in)) - in_cut[name]) if name in in_cut else None
             shrink(m, out_keep, in_keep)
+        for g, pruned in plan:  # counts the model's code reads (an attention's num_heads)
+            for module_name, attr in g.counts if pruned else ():
+                owner = model.get_submodule(module_name)
+                saved.append((owner, None, None, {attr: getattr(owner, attr)}))
+                setattr(owner, attr, g.width - len(pruned))
         for info, c in split_cut.values():  # fixed-size splits read their sizes from int attributes
             if info.func == "chunk":
                 continue
