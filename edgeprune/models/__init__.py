@@ -78,6 +78,19 @@ def family_of(model: nn.Module) -> dict:
     return {"family": "module", "config": {"class": f"{cls.__module__}.{cls.__qualname__}"}}
 
 
+def detection_loss(model: nn.Module, img_size: int):
+    """The loss of a detector family edgeprune trains: `loss, parts = criterion(raw maps, targets)`."""
+    from .loss import YOLOv5Loss
+    from .loss_v8 import YOLOv8Loss
+
+    if isinstance(model, YOLOv8):
+        return YOLOv8Loss(model.head, img_size=img_size)
+    if isinstance(model, YOLOv5):
+        return YOLOv5Loss(model.head, img_size=img_size)
+    raise ValueError(f"edgeprune trains its YOLOv5 and YOLOv8 / YOLO11 families; {type(model).__name__} has no loss "
+                     f"here (prune, export and profile it; train it with your own code)")
+
+
 def input_channels(model: nn.Module) -> int:
     """The model's input channels: its config's, else the first convolution's, else 3."""
     config = getattr(model, "config", None)

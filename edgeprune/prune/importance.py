@@ -94,10 +94,10 @@ def accumulate_gradients(model: nn.Module, samples: list, img_size: int, batches
     `taylor`. Batch norms normalise with batch statistics but keep their running ones (a forward in train mode
     would otherwise move them toward these few batches)."""
     from ..data.dataset import build_loader
-    from ..models.loss import YOLOv5Loss
+    from ..models import detection_loss
 
     loader = build_loader(samples, img_size, batch_size, augment=True, shuffle=True, seed=0)
-    criterion = YOLOv5Loss(model.head, img_size=img_size)
+    criterion = detection_loss(model, img_size)
     bns = [(m, m.momentum) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     model.train()
     model.zero_grad()

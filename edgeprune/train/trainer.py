@@ -24,9 +24,8 @@ from deploy.machine import LoadMeter
 from ..checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from ..data.dataset import build_loader
 from ..evaluate.accuracy import evaluate
-from ..models import YOLOv5, YOLOv8
-from ..models.loss import LossGains, YOLOv5Loss
-from ..models.loss_v8 import YOLOv8Loss
+from ..models import YOLOv5, YOLOv8, detection_loss
+from ..models.loss import LossGains
 from ..utils.files import atomic_write_text, write_json
 from ..utils.threads import TorchThreads
 from .distill import AnchorFreeKD, DetectionKD, FeatureKD
@@ -132,16 +131,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())
-
-
-def detection_loss(model: nn.Module, img_size: int):
-    """The loss of a detector family edgeprune trains: `loss, parts = criterion(raw maps, targets)`."""
-    if isinstance(model, YOLOv8):
-        return YOLOv8Loss(model.head, img_size=img_size)
-    if isinstance(model, YOLOv5):
-        return YOLOv5Loss(model.head, img_size=img_size)
-    raise ValueError(f"edgeprune trains its YOLOv5 and YOLOv8 / YOLO11 families; {type(model).__name__} has no loss "
-                     f"here (prune, export and profile it; train it with your own code)")
 
 
 class Trainer:
