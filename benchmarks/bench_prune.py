@@ -1,29 +1,36 @@
-"""Pruning engine figures for yolov5n/s/m: time to find groups and apply a plan, group counts, and params, FLOPs and
-onnxruntime CPU latency at global channel ratios 0.3 / 0.5 / 0.7, with round_to=8 and without (round_to=1).
+"""Pruning engine figures for yolov5n/s/m, yolov8n and yolo11n: time to find groups and apply a plan, group counts
+and what was left alone (with the reasons), and params, FLOPs and onnxruntime CPU latency at global channel ratios
+0.3 / 0.5 / 0.7, with round_to=8 and without (round_to=1); beside each ratio with round_to=8, Torch-Pruning's
+MagnitudePruner at the same uniform ratio on the same model (its result, or the error it stops with).
 
-    python benchmarks/bench_prune.py [--out benchmarks/results/prune.json] [--imgsz 320]
+    python benchmarks/bench_prune.py [--out benchmarks/results/prune.json] [--imgsz 320] [--models ...]
 
 Importance is L1 (untrained weights: the point here is structure and speed, not accuracy). Latency: exported
 ONNX on onnxruntime's CPU provider, all usable cores, median of timed runs after warm-up, every row in the same run.
+RT-DETR-l is not in the default list: it needs ultralytics, which does not import on this machine (torchvision).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from deploy.onnxruntime_runner import OnnxRuntimeRunner, cpu_name
-from edgeprune.evaluate.complexity import count_flops, count_params
-from edgeprune.export import export_onnx
-from edgeprune.models import create_model, example_input
-from edgeprune.prune.graph import find_groups
-from edgeprune.prune.importance import rankable, score_groups
-from edgeprune.prune.plan import plan_global, prune_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.peers import torch_pruning_raw  # noqa: E402
+from deploy.onnxruntime_runner import OnnxRuntimeRunner, cpu_name  # noqa: E402
+from edgeprune.evaluate.complexity import count_flops, count_params  # noqa: E402
+from edgeprune.export import export_onnx  # noqa: E402
+from edgeprune.models import create_model, example_input  # noqa: E402
+from edgeprune.prune.graph import analyze, find_groups  # noqa: E402
+from edgeprune.prune.importance import rankable, score_groups  # noqa: E402
+from edgeprune.prune.plan import plan_global, prune_model  # noqa: E402
 
 
 def measure(model: torch.nn.Module, size: int, runs: int) -> dict:
@@ -40,9 +47,10 @@ def bench_model(name: str, size: int, runs: int) -> list[dict]:
     t0 = time.perf_counter()
     groups = find_groups(base, example_input(base))
     find_s = time.perf_counter() - t0
+    excluded = analyze(base, example_input(base)).excluded
     scores = rankable(score_groups(groups, "l1"), "l1")
     ref = {"model": name, "ratio": 0.0, "round_to": None, "groups": len(groups), "find_groups_s": find_s,
-           **measure(base, size, runs)}
+           "excluded": len(excluded), "excluded_reasons": excluded, **measure(base, size, runs)}
     rows = [ref]
     for round_to in (1, 8):
         for ratio in (0.3, 0.5, 0.7):
@@ -57,13 +65,37 @@ def bench_model(name: str, size: int, runs: int) -> list[dict]:
                 row[f"{key}_vs_base"] = row[key] / ref[key]
             rows.append(row)
             print(json.dumps(row))
+            if round_to == 8:
+                rows.append(torch_pruning_row(base, name, ratio, size, runs, ref))
     return rows
+
+
+def torch_pruning_row(base: torch.nn.Module, name: str, ratio: float, size: int, runs: int, ref: dict) -> dict:
+    """Torch-Pruning's MagnitudePruner at the same uniform ratio, its output layers ignored: what it gives, or why
+    it stops."""
+    row = {"model": name, "ratio": ratio, "round_to": 8, "engine": "torch-pruning"}
+    t0 = time.perf_counter()
+    try:
+        model = torch_pruning_raw(base, ratio, round_to=8, example=example_input(base))
+    except Exception as e:  # noqa: BLE001 - the table records it
+        row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        print(json.dumps(row))
+        return row
+    row["apply_s"] = time.perf_counter() - t0
+    try:
+        row.update(measure(model, size, runs))
+        for key in ("params", "gflops", "ort_median_ms"):
+            row[f"{key}_vs_base"] = row[key] / ref[key]
+    except Exception as e:  # noqa: BLE001 - pruned, but it no longer runs or exports
+        row["error"] = f"pruned, then {type(e).__name__}: {str(e)[:300]}"
+    print(json.dumps(row))
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/prune.json")
-    ap.add_argument("--models", nargs="+", default=["yolov5n", "yolov5s", "yolov5m"])
+    ap.add_argument("--models", nargs="+", default=["yolov5n", "yolov5s", "yolov5m", "yolov8n", "yolo11n"])
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--runs", type=int, default=50)
     args = ap.parse_args()

@@ -21,7 +21,7 @@ from torch import nn
 from edgeprune.checkpoint import adopt
 from edgeprune.models.yolov5 import YOLOv5, YOLOv5Config
 
-__all__ = ["PeerUnavailable", "modelopt_fastnas", "narrow_yolov5", "torch_pruning_uniform"]
+__all__ = ["PeerUnavailable", "modelopt_fastnas", "narrow_yolov5", "torch_pruning_raw", "torch_pruning_uniform"]
 
 
 class PeerUnavailable(RuntimeError):
@@ -29,12 +29,14 @@ class PeerUnavailable(RuntimeError):
 
 
 def _detect_convs(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.head.m] if hasattr(model, "head") else []
+    """The layers whose outputs the task fixes (the model's `output_layers`: YOLOv5's Detect convs, YOLOv8's box,
+    class and DFL convs)."""
+    return [model.get_submodule(name) for name in getattr(model, "output_layers", [])]
 
 
-def torch_pruning_uniform(model: nn.Module, ratio: float, importance: str = "l1", round_to: int = 8,
-                          example: torch.Tensor | None = None) -> nn.Module:
-    """`model` pruned by Torch-Pruning alone (edgeprune's graph code is not involved in choosing channels)."""
+def torch_pruning_raw(model: nn.Module, ratio: float, importance: str = "l1", round_to: int = 8,
+                      example: torch.Tensor | None = None) -> nn.Module:
+    """A copy of `model` pruned by Torch-Pruning's MagnitudePruner as it is (its own module, its own choices)."""
     import torch_pruning as tp
 
     example = example if example is not None else torch.zeros(1, 3, 64, 64)
@@ -45,7 +47,15 @@ def torch_pruning_uniform(model: nn.Module, ratio: float, importance: str = "l1"
                                        ignored_layers=_detect_convs(work))
     with torch.no_grad():
         pruner.step()
-    return adopt(model, work, example)
+    return work
+
+
+def torch_pruning_uniform(model: nn.Module, ratio: float, importance: str = "l1", round_to: int = 8,
+                          example: torch.Tensor | None = None) -> nn.Module:
+    """`model` pruned by Torch-Pruning alone (edgeprune's graph code is not involved in choosing channels), as an
+    edgeprune-pruned copy that checkpoints and trains like every other row (`adopt`)."""
+    example = example if example is not None else torch.zeros(1, 3, 64, 64)
+    return adopt(model, torch_pruning_raw(model, ratio, importance, round_to, example), example)
 
 
 def modelopt_fastnas(model: nn.Module, flops_share: float, score: Callable[[nn.Module], float], loader,

@@ -51,13 +51,14 @@ def register(sub) -> None:
     p.add_argument("--backend", default="ort", help="where latency is measured: ort (this CPU, 1 thread) or "
                    "remote://host:port of a Jetson agent (docs/demo-on-a-jetson.md)")
     p.add_argument("--epochs", type=int, help="override the number of training epochs")
+    p.add_argument("--model", default="yolov5n", help="the detector: yolov5n/s/m/l/x, yolov8n/s/..., yolo11n/s/...")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-reference", dest="reference", action="store_false", help="skip the dense reference "
                    "(the model trained densely as long as the pruned one, the fair base for its loss; a third of the "
                    "demo's time)")
     p.set_defaults(func=lambda args: run_demo(args.out, quick=args.quick, epochs=args.epochs, seed=args.seed,
                                               backend=args.backend, exist_ok=args.exist_ok, resume=args.resume,
-                                              reference=args.reference))
+                                              reference=args.reference, model=args.model))
 
 
 @dataclass
@@ -287,9 +288,10 @@ def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str,
 
 
 def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, seed: int = 0,
-             backend: str = "ort", exist_ok: bool = False, resume: bool = False, reference: bool = True) -> dict:
+             backend: str = "ort", exist_ok: bool = False, resume: bool = False, reference: bool = True,
+             model: str = "yolov5n") -> dict:
     """The whole job in OUT (or the next free OUT2, ...); `resume` continues a killed run from its last step."""
-    plan = replace(QUICK if quick else DemoPlan(), reference=reference)
+    plan = replace(QUICK if quick else DemoPlan(), reference=reference, model=model)
     if epochs is not None:
         plan = replace(plan, epochs=epochs)
     out = run_dir(out, exist_ok, resume)

@@ -31,15 +31,16 @@ class Group:
 
     name: str
     width: int
-    members: list[Member]  # members[0] is the root layer's "out" member (idxs == group_idxs == range(width))
+    members: list[Member]  # members[0]: the root layer's "out" member (idxs == group_idxs == range(width); a head
+    #                       group's root is its qkv conv, several channels per head: edgeprune.prune.heads)
     # Sets of group channels that must each keep the same number of channels (grouped convolutions, GroupNorm,
     # chunk halves). Empty when any subset of channels may be kept.
     blocks: list[list[int]] = field(default_factory=list)
     min_keep: int = 1  # fewest channels a plan may keep (2 per group of a grouped conv whose outputs these are)
+    _splits: list = field(default_factory=list, repr=False, compare=False)  # (SplitInfo, [(idx, group idx)])
     # (module name, attribute) that holds how many group channels there are, set to the kept count when cut
     # (an attention's `num_heads`: a head group, edgeprune.prune.heads)
     counts: list[tuple[str, str]] = field(default_factory=list)
-    _splits: list = field(default_factory=list, repr=False, compare=False)  # (SplitInfo, [(idx, group idx)])
 
     @property
     def root(self) -> Member:

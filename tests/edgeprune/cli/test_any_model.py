@@ -17,7 +17,9 @@ from edgeprune.cli import main as cli
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("model, family", [("yolov8n", "yolov8"), ("yolo11n", "yolov8"),
+# the YOLO rows analyse the model ~10 times (prune, two reloads, export, profile): 0.5-1.5 min each on 2 cores
+@pytest.mark.parametrize("model, family", [pytest.param("yolov8n", "yolov8", marks=pytest.mark.slow),
+                                           pytest.param("yolo11n", "yolov8", marks=pytest.mark.slow),
                                            ("examples.my_detector:build", "factory")])
 def test_prune_save_reload_export_profile(tmp_path, monkeypatch, capsys, model, family):
     monkeypatch.syspath_prepend(str(ROOT))

@@ -94,7 +94,7 @@ def test_profile_predicts_with_a_table_it_builds_once(trained, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["eval", "missing.pt", "--data", "x.yaml"], "missing.pt: no such checkpoint"),
     (["profile", "__FILE__"], "is not a readable ONNX model"),
-    (["profile", "__FILE__", "--predict", "lut.json"], "--predict needs an edgeprune checkpoint"),
+    (["profile", "__FILE__", "--predict", "lut.json"], "--predict needs a torch model"),
     (["profile", "__FILE__", "--backend", "tpu"], "unknown latency backend 'tpu'"),
     (["search", "x.pt", "--data", "d.yaml", "--speedup", "2", "--target-latency", "5ms"], "not both"),
     (["search", "x.pt", "--data", "d.yaml", "--mode", "reward"], "needs --target-latency or --speedup"),
