@@ -158,12 +158,12 @@ class DFL(nn.Module):
 def make_anchors(feats: list[torch.Tensor], strides: torch.Tensor, offset: float = 0.5):
     """Cell centres (in cells) of every level, `[N, 2]`, and each one's stride, `[N, 1]`."""
     points, stride_of = [], []
-    for x, s in zip(feats, strides):
+    for i, x in enumerate(feats):  # no .item(): the latency table traces the model on meta tensors
         h, w = x.shape[2:]
-        sy, sx = torch.meshgrid(torch.arange(h, dtype=x.dtype) + offset, torch.arange(w, dtype=x.dtype) + offset,
-                                indexing="ij")
+        sy, sx = torch.meshgrid(torch.arange(h, dtype=x.dtype, device=x.device) + offset,
+                                torch.arange(w, dtype=x.dtype, device=x.device) + offset, indexing="ij")
         points.append(torch.stack((sx, sy), -1).view(-1, 2))
-        stride_of.append(torch.full((h * w, 1), float(s), dtype=x.dtype))
+        stride_of.append(torch.ones((h * w, 1), dtype=x.dtype, device=x.device) * strides[i].to(x.dtype))
     return torch.cat(points), torch.cat(stride_of)
 
 
