@@ -143,6 +143,16 @@ def _source_metrics(source: str) -> dict:
     return dict(metrics, pruned_from=source)
 
 
+def _base_ms(work: Path, measure) -> float:
+    """The base's latency a `--speedup` target is made from: the one a killed schedule in `work` measured, so that
+    its resume aims at the same target (this machine's speed drifts between runs), else `measure()`."""
+    import json
+
+    state = work / "progressive.json"
+    saved = json.loads(state.read_text()).get("base_ms") if state.is_file() else None
+    return float(saved) if saved else measure()
+
+
 def progressive(args: argparse.Namespace) -> None:
     """`prune --progressive`: edgeprune.search.progressive on a backend, the latency table beside the output."""
     from ..checkpoint import load_model, save_checkpoint
@@ -169,7 +179,7 @@ def progressive(args: argparse.Namespace) -> None:
     shape = (1, 3, args.imgsz, args.imgsz)
     try:
         predictor = predictor_for(model, shape, raw, args.predict or work / "latency_table.json")
-        target = args.target_latency or settled_ms(model, shape, backend) / args.speedup
+        target = args.target_latency or _base_ms(work, lambda: settled_ms(model, shape, backend)) / args.speedup
         schedule = Schedule(target, args.steps or 4, args.epochs, args.importance, max(args.round_to, predictor.align),
                             args.min_width, args.tolerance, img_size=args.imgsz, seed=args.seed)
         plan = Plan.load(args.plan) if args.plan else None

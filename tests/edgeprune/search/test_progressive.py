@@ -144,3 +144,14 @@ def test_the_cli_says_what_a_progressive_run_needs(tmp_path, capsys, extra, says
     assert main(["prune", str(tmp_path / "base.pt"), "-o", str(tmp_path / "p.pt"), "--progressive", *extra]) \
         == EXIT_INPUT
     assert says in capsys.readouterr().err
+
+
+def test_a_resumed_speedup_schedule_aims_at_the_base_latency_it_measured_first(tmp_path):
+    from edgeprune.cli.prune import _base_ms
+
+    def never():
+        raise AssertionError("a resumed schedule must not measure its base again (the machine's speed drifts)")
+
+    assert _base_ms(tmp_path, lambda: 7.0) == 7.0  # a new schedule measures
+    (tmp_path / "progressive.json").write_text(json.dumps({"base_ms": 12.5, "steps": []}))
+    assert _base_ms(tmp_path, never) == 12.5
