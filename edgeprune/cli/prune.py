@@ -143,14 +143,14 @@ def _source_metrics(source: str) -> dict:
     return dict(metrics, pruned_from=source)
 
 
-def _base_ms(work: Path, measure) -> float:
-    """The base's latency a `--speedup` target is made from: the one a killed schedule in `work` measured, so that
-    its resume aims at the same target (this machine's speed drifts between runs), else `measure()`."""
+def _speedup_target(work: Path, speedup: float, measure) -> float:
+    """A `--speedup` target in ms: the one a killed schedule in `work` aimed at, so that its resume aims at the same
+    target (this machine's speed drifts between runs), else the base's `measure()` over `speedup`."""
     import json
 
     state = work / "progressive.json"
-    saved = json.loads(state.read_text()).get("base_ms") if state.is_file() else None
-    return float(saved) if saved else measure()
+    saved = json.loads(state.read_text()).get("schedule", {}).get("target_ms") if state.is_file() else None
+    return float(saved) if saved else measure() / speedup
 
 
 def progressive(args: argparse.Namespace) -> None:
@@ -179,9 +179,10 @@ def progressive(args: argparse.Namespace) -> None:
     shape = (1, 3, args.imgsz, args.imgsz)
     try:
         predictor = predictor_for(model, shape, raw, args.predict or work / "latency_table.json")
-        target = args.target_latency or _base_ms(work, lambda: settled_ms(model, shape, backend)) / args.speedup
-        schedule = Schedule(target, args.steps or 4, args.epochs, args.importance, max(args.round_to, predictor.align),
-                            args.min_width, args.tolerance, img_size=args.imgsz, seed=args.seed)
+        target = args.target_latency or _speedup_target(work, args.speedup, lambda: settled_ms(model, shape, backend))
+        schedule = Schedule(target, steps=args.steps or 4, epochs=args.epochs, importance=args.importance,
+                            round_to=max(args.round_to, predictor.align), min_width=args.min_width,
+                            tolerance=args.tolerance, img_size=args.imgsz, seed=args.seed)
         plan = Plan.load(args.plan) if args.plan else None
         final, state = progressive_prune(model, teacher, spec, backend, predictor, schedule, work, plan,
                                          progress=True)

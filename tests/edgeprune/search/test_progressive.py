@@ -146,12 +146,12 @@ def test_the_cli_says_what_a_progressive_run_needs(tmp_path, capsys, extra, says
     assert says in capsys.readouterr().err
 
 
-def test_a_resumed_speedup_schedule_aims_at_the_base_latency_it_measured_first(tmp_path):
-    from edgeprune.cli.prune import _base_ms
+def test_a_resumed_speedup_schedule_aims_at_the_target_it_had(tmp_path):
+    from edgeprune.cli.prune import _speedup_target
 
     def never():
         raise AssertionError("a resumed schedule must not measure its base again (the machine's speed drifts)")
 
-    assert _base_ms(tmp_path, lambda: 7.0) == 7.0  # a new schedule measures
-    (tmp_path / "progressive.json").write_text(json.dumps({"base_ms": 12.5, "steps": []}))
-    assert _base_ms(tmp_path, never) == 12.5
+    assert _speedup_target(tmp_path, 2.0, lambda: 7.0) == 3.5  # a new schedule measures
+    (tmp_path / "progressive.json").write_text(json.dumps({"schedule": {"target_ms": 4.85}, "steps": []}))
+    assert _speedup_target(tmp_path, 2.0, never) == 4.85
