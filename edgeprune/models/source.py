@@ -93,12 +93,6 @@ def export_layout(model: nn.Module) -> nn.Module:
     return model
 
 
-def is_ultralytics(path: str | Path) -> bool:
-    """An ultralytics model file by its name: a .yaml, or a .pt that is not an edgeprune checkpoint (the caller
-    tries that first)."""
-    return Path(path).suffix in (".yaml", ".yml", ".pt")
-
-
 def from_ultralytics(path: str | Path, num_classes: int | None = None) -> nn.Module:
     """An ultralytics detector from its yaml (fresh weights) or its .pt (trained weights), in float32 eval mode
     with its head in the export layout, marked with its source (the yaml, with the class count it ended with).

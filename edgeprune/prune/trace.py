@@ -142,7 +142,7 @@ class _DependencyGraph(tp.DependencyGraph):
                 for h in hooks:
                     h.remove()
             self.outputs = flatten_tensors(out)
-            return out if _no_none(out) else self.outputs  # Torch-Pruning's flattening fails on a None output
+            return self.outputs  # flat: Torch-Pruning's own flattening fails on a None among the outputs
 
         self.records = recorder.records
         self.module2node = self._trace(model, example_inputs, forward_fn, output_transform=None)
@@ -319,15 +319,6 @@ def split_attrs(model: nn.Module, info: SplitInfo) -> list[str | None]:
 
 def prod(xs) -> int:
     return math.prod(int(x) for x in xs)
-
-
-def _no_none(x) -> bool:
-    """True when a nested output holds no None (Torch-Pruning's own flattening then works, and is kept as is)."""
-    if x is None:
-        return False
-    if isinstance(x, dict):
-        x = list(x.values())
-    return all(_no_none(item) for item in x) if isinstance(x, (list, tuple)) else True
 
 
 @torch.no_grad()

@@ -26,11 +26,16 @@ def test_seeds_are_averaged_with_their_spread_and_speedups_use_the_same_pass():
     assert table["(b) modelopt-fastnas"] == {"method": "(b) modelopt-fastnas", "note": "ModelOpt FastNAS failed: X"}
 
 
+def _line(method: str, ms: float, m: float, spread: str = "–") -> dict:
+    """A summarized table line at a 5 ms target."""
+    return {"method": method, "latency_ms": ms, "mAP50-95": m, "spread": spread,
+            "vs target": f"{100 * (ms / 5 - 1):+.1f} %"}
+
+
 def test_the_verdict_compares_edgeprune_with_the_best_method_that_meets_the_target():
-    line = lambda method, ms, m, spread="–": {"method": method, "latency_ms": ms, "mAP50-95": m,  # noqa: E731
-                                               "spread": spread, "vs target": f"{100 * (ms / 5 - 1):+.1f} %"}
-    table = [line("base", 10.0, 0.50), line("(a) tp-l1", 5.1, 0.40, "±0.010"), line("(c) narrow", 4.8, 0.43, "±0.020"),
-             line("(d) input", 6.0, 0.47), line("(e) edgeprune", 4.9, 0.45, "±0.010")]
+    table = [_line("base", 10.0, 0.50), _line("(a) tp-l1", 5.1, 0.40, "±0.010"),
+             _line("(c) narrow", 4.8, 0.43, "±0.020"), _line("(d) input", 6.0, 0.47),
+             _line("(e) edgeprune", 4.9, 0.45, "±0.010")]
     v = verdict(table, 5.0)
     assert v["best_other"] == "(c) narrow"  # (d) is more accurate but 20 % too slow: it does not count
     assert v["missed_target"] == ["(d) input (+20.0 %)"] and "missed the target: (d) input" in v["text"]
@@ -39,10 +44,8 @@ def test_the_verdict_compares_edgeprune_with_the_best_method_that_meets_the_targ
 
 
 def test_the_verdict_takes_edgeprunes_more_accurate_path_and_never_counts_it_as_a_peer():
-    line = lambda method, ms, m: {"method": method, "latency_ms": ms, "mAP50-95": m, "spread": "–",  # noqa: E731
-                                  "vs target": f"{100 * (ms / 5 - 1):+.1f} %"}
-    table = [line("(a) tp-l1", 5.0, 0.40), line("(e) edgeprune", 5.0, 0.41), line("(f) edgeprune-flops", 5.0, 0.47),
-             line("(h) edgeprune-progressive", 5.0, 0.44)]
+    table = [_line("(a) tp-l1", 5.0, 0.40), _line("(e) edgeprune", 5.0, 0.41), _line("(f) edgeprune-flops", 5.0, 0.47),
+             _line("(h) edgeprune-progressive", 5.0, 0.44)]
     v = verdict(table, 5.0)
     assert v["best_other"] == "(a) tp-l1" and v["lead_points"] == pytest.approx(4.0)
     assert "edgeprune (h) edgeprune-progressive 0.440" in v["text"]
@@ -55,9 +58,7 @@ def test_rows_recovered_by_an_older_kd_loss_are_made_again():
 
 
 def test_the_one_shot_allocation_counts_as_edgeprunes_own_row_and_the_flops_control_does_not():
-    line = lambda method, ms, m: {"method": method, "latency_ms": ms, "mAP50-95": m, "spread": "–",  # noqa: E731
-                                  "vs target": f"{100 * (ms / 5 - 1):+.1f} %"}
-    table = [line("(c) narrow", 5.0, 0.43), line("(e) edgeprune", 5.0, 0.40), line("(f) edgeprune-flops", 5.0, 0.49),
-             line("(i) edgeprune-allocated", 5.1, 0.46)]
+    table = [_line("(c) narrow", 5.0, 0.43), _line("(e) edgeprune", 5.0, 0.40), _line("(f) edgeprune-flops", 5.0, 0.49),
+             _line("(i) edgeprune-allocated", 5.1, 0.46)]
     v = verdict(table, 5.0)
     assert v["best_other"] == "(c) narrow" and v["lead_points"] == pytest.approx(3.0)  # (i) against (c); (f) aside

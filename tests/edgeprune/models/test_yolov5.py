@@ -4,6 +4,7 @@ import torch
 from edgeprune.checkpoint import build_from_spec, model_spec
 from edgeprune.models import create_model, list_models
 from edgeprune.models.loss import YOLOv5Loss
+from tests.edgeprune.models.toys import overfit, toy_batch
 
 YOLOV5 = [n for n in list_models() if n.startswith("yolov5")]
 
@@ -61,32 +62,12 @@ def test_decoded_boxes_follow_the_grid():
     assert float(cx.min()) >= -0.5 * 8 and float(cx.max()) <= 64 + 0.5 * 8
 
 
-def _toy_batch(n=4, size=128, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.zeros(n, 3, size, size)
-    rows = []
-    for i in range(n):
-        w, h = torch.randint(12, 40, (2,), generator=g).tolist()
-        x0, y0 = torch.randint(0, size - 41, (2,), generator=g).tolist()
-        images[i, :, y0:y0 + h, x0:x0 + w] = 1.0
-        rows.append([i, 0, (x0 + w / 2) / size, (y0 + h / 2) / size, w / size, h / size])
-    return images, torch.tensor(rows)
-
-
 def test_loss_falls_when_overfitting_a_few_images():
     torch.manual_seed(0)
     model = create_model("yolov5n", num_classes=1).train()
     criterion = YOLOv5Loss(model.head, img_size=128)
-    images, targets = _toy_batch()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(40):
-        loss, parts = criterion(model(images), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        assert torch.isfinite(parts).all()
+    images, targets = toy_batch()
+    losses = overfit(model, criterion, images, targets, steps=40)
     assert losses[-1] < 0.5 * losses[0]
 
 

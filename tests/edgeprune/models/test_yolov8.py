@@ -8,6 +8,7 @@ import torch
 
 from edgeprune.checkpoint import build_from_spec, model_spec
 from edgeprune.models import create_model, list_models
+from tests.edgeprune.models.toys import overfit, toy_batch
 
 YOLOV8 = [n for n in list_models() if n.startswith(("yolov8", "yolo11"))]
 # parameter counts ultralytics prints for these models at 80 classes (its model summaries)
@@ -76,18 +77,6 @@ def test_equal_outputs_against_ultralytics_built_from_its_yaml(name, yaml_name):
         torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-3)
 
 
-def _toy_batch(n=4, size=128, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.zeros(n, 3, size, size)
-    rows = []
-    for i in range(n):
-        w, h = torch.randint(12, 40, (2,), generator=g).tolist()
-        x0, y0 = torch.randint(0, size - 41, (2,), generator=g).tolist()
-        images[i, :, y0:y0 + h, x0:x0 + w] = 1.0
-        rows.append([i, 0, (x0 + w / 2) / size, (y0 + h / 2) / size, w / size, h / size])
-    return images, torch.tensor(rows)
-
-
 @pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
 def test_loss_falls_when_overfitting_a_few_images_and_the_boxes_are_found(name):
     from edgeprune.evaluate.ops import bbox_ciou
@@ -96,16 +85,8 @@ def test_loss_falls_when_overfitting_a_few_images_and_the_boxes_are_found(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=1).train()
     criterion = YOLOv8Loss(model.head, img_size=128)
-    images, targets = _toy_batch()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(60):
-        loss, parts = criterion(model(images), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        assert torch.isfinite(parts).all()
+    images, targets = toy_batch()
+    losses = overfit(model, criterion, images, targets, steps=60)
     assert losses[-1] < 0.3 * losses[0]
     with torch.no_grad():  # decoded with the batch statistics: 60 steps do not settle BN's running averages
         y = model.head.decode(model(images))
