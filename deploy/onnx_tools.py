@@ -57,11 +57,15 @@ def fold_constants(model: Any) -> "onnx.ModelProto":
     """Constant folding + dead-node cleanup + topological sort (graphsurgeon); returns a ModelProto.
 
     Subgraphs that only depend on constants are evaluated with onnxruntime (graphsurgeon's choice), so the
-    result computes the same outputs with fewer nodes.
+    result computes the same outputs with fewer nodes. Shapes are inferred first: graphsurgeon folds
+    `Shape -> Gather -> Slice` chains (what torch exports for `Tensor.chunk`, as in C2f) only where it knows the
+    tensor's shape, and torch's exporter writes none of the intermediate shapes.
     """
+    import onnx
+
     gs = _gs()
     original = load(model)
-    graph = gs.import_onnx(original)
+    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(original))
     graph.fold_constants().cleanup().toposort()
     return _export(gs, graph, original)
 

@@ -12,7 +12,10 @@ YOLOv5); it needs one of the two known layouts.
 
 We use the TorchScript exporter (`dynamo=False`): it writes opsets 11–20 directly (TensorRT 8.2 on a TX2 wants
 ≤ 13), keeps weights inside the file, and is several times faster than the dynamo exporter in torch 2.13, whose
-down-conversion below opset 18 is unreliable.
+down-conversion below opset 18 is unreliable. The exported graph is then folded by onnx-graphsurgeon
+(deploy.onnx_tools.fold_constants): the TorchScript exporter writes `Tensor.chunk` (C2f, C3k2) as
+`Shape -> Gather -> Div -> Slice` on shapes that are static, which the fold turns into constant slices, as
+ultralytics' own export does with onnxslim. TensorRT's parser and FLOP counts then see static shapes.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ def export_onnx(model: nn.Module, path: str | Path, img_size: int = 640, opset: 
     `opset` 13 suits TensorRT 8.2 (JetPack 4.6); RT-DETR's grid_sample needs 16."""
     import onnx
 
+    from deploy.onnx_tools import fold_constants
+
     if layout not in ("yolo", "nms"):
         raise ValueError(f"layout must be 'yolo' or 'nms', not {layout!r}")
     model = export_layout(model.eval().cpu())
@@ -108,6 +113,7 @@ def export_onnx(model: nn.Module, path: str | Path, img_size: int = 640, opset: 
             warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python values
             torch.onnx.export(net, (x,), str(tmp), opset_version=opset, input_names=["images"],
                               output_names=outputs, dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
+        onnx.save(fold_constants(str(tmp)), str(tmp))
         onnx.checker.check_model(onnx.load(tmp), full_check=True)
         diffs = _compare_with_torch(net, str(tmp), x, outputs, rows) if verify else {}
     return ExportResult(Path(path), opset, img_size, outputs, max(diffs.values(), default=float("nan")), diffs)

@@ -69,6 +69,8 @@ def profile(args: argparse.Namespace) -> dict:
         backend.close()
     row = {"model": Path(source).name, "input": "x".join(map(str, shape)), "params": info["params"],
            "GFLOPs": info["flops"] / 1e9, "backend": args.backend}
+    if info["unshaped"]:  # GFLOPs is then a lower bound: no onnx-graphsurgeon, or shapes known only at run time
+        row["uncounted ops"] = info["unshaped"]
     if fingerprint.get("threads"):
         row["threads"] = fingerprint["threads"]
     if stats.info.get("load_elsewhere") is not None:

@@ -40,9 +40,28 @@ def test_nms_layout(tmp_path, model):
     np.testing.assert_allclose(scores, y[..., 5:] * y[..., 4:5], rtol=1e-3, atol=1e-5)
 
 
-def test_flops_agree_between_torch_and_onnx(tmp_path, model):
+@pytest.mark.parametrize("name", ["yolov5n", "yolov8n", "yolo11n"])
+def test_flops_agree_between_torch_and_onnx(tmp_path, name):
+    model = create_model(name, num_classes=2).eval()
     r = export_onnx(model, tmp_path / "m.onnx", img_size=160)
-    assert inspect(r.path)["flops"] == count_flops(model, 160)
+    info = inspect(r.path)
+    assert info["flops"] == count_flops(model, 160) and info["unshaped"] == 0
+    assert "Shape" not in {n.op_type for n in onnx.load(r.path).graph.node}  # C2f's chunk folded to slices
+
+
+def test_without_graphsurgeon_a_partial_count_says_so(tmp_path, monkeypatch):
+    """torch writes C2f's chunk as shape arithmetic; unfolded, the convolutions behind it have unknown shapes."""
+    model = create_model("yolov8n", num_classes=2).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (torch.rand(1, 3, 160, 160),), str(path), opset_version=13, dynamo=False)
+    import deploy.onnx_tools
+
+    def no_graphsurgeon(model):
+        raise ImportError("onnx_graphsurgeon")
+
+    monkeypatch.setattr(deploy.onnx_tools, "fold_constants", no_graphsurgeon)
+    info = inspect(path)
+    assert info["unshaped"] > 0 and info["flops"] < count_flops(model, 160)
 
 
 def test_failed_export_leaves_no_file(tmp_path, model):
