@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .group import Group, Member
-from .heads import head_groups
+from .heads import attention_convs, head_groups
 from .nodes import NodeAudit
 from .surgery import channel_blocks, channel_sizes, cut, unsupported_reason
 from .trace import OPTYPE, HybridIndex, forward_problem, trace
@@ -61,12 +61,14 @@ def analyze(model: nn.Module, example_inputs, ignored_layers: list[str] | None =
     audit = NodeAudit(DG, model)
 
     an = Analysis([], {}, [tuple(t.shape) for t in DG.outputs])
-    candidates, rank = [], {}
+    candidates, rank, attention = [], {}, attention_convs(model)
     for name, m in model.named_modules():
         if not isinstance(m, _ROOT_TYPES) or m not in DG.module2node:
             continue
         hit = next((p for p in declared if _matches(name, p)), None)
-        if hit is None:
+        if m in attention:
+            an.excluded[name] = attention[m]
+        elif hit is None:
             candidates.append(m)
         else:  # never walk from a declared output layer: its group is left alone anyway, and decode steps behind
             an.excluded[name] = f"output layer {hit}"  # it (view, slices, grids) can blow index mappings up

@@ -55,3 +55,19 @@ def head_groups(model: nn.Module) -> list[Group]:
         if is_head_attention(m) and m.num_heads > 1 and (g := head_group(name, m)) is not None:
             groups.append(g)
     return groups
+
+
+def attention_convs(model: nn.Module) -> dict[nn.Module, str]:
+    """The `qkv` and `pe` convs of every YOLO11-style attention, with why the channel walk leaves them alone.
+
+    Walking their channels through the head `view` fans out past any useful size (2.5 s each on yolo11n before
+    the walk gives up); their channels are cut by whole heads instead.
+    """
+    found = {}
+    for name, m in model.named_modules():
+        if is_head_attention(m):
+            why = (f"attention channels: cut by whole heads (group {name}.heads)" if m.num_heads > 1
+                   else "attention channels of a single head: cut by whole heads only, and there is one")
+            for part in ("qkv", "pe"):
+                found[getattr(m, part).conv] = why
+    return found
