@@ -16,6 +16,7 @@ from __future__ import annotations
 from torch import nn
 
 from .group import Group, Member
+from .mha import mha_head_group, mha_reason
 
 
 def _conv_bn(module: nn.Module) -> tuple[nn.Module, nn.Module] | None:
@@ -49,11 +50,14 @@ def head_group(name: str, attn: nn.Module) -> Group | None:
 
 
 def head_groups(model: nn.Module) -> list[Group]:
-    """A head group for every YOLO11-style attention of `model` with more than one head, in module order."""
+    """A head group for every YOLO11-style attention and every `nn.MultiheadAttention` (edgeprune.prune.mha) of
+    `model` with more than one head, in module order."""
     groups = []
     for name, m in model.named_modules():
         if is_head_attention(m) and m.num_heads > 1 and (g := head_group(name, m)) is not None:
             groups.append(g)
+        elif isinstance(m, nn.MultiheadAttention) and mha_reason(m) is None:
+            groups.append(mha_head_group(name, m))
     return groups
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .graph import Group, Member
+from .mha import mha_weight
 
 CRITERIA = ("l1", "l2", "bn", "fused", "taylor")
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
@@ -52,7 +53,7 @@ def _to_group(member: Member, values: torch.Tensor, width: int) -> torch.Tensor:
 def _weights(group: Group) -> list[tuple[Member, torch.Tensor]]:
     out = []
     for m in group.members:
-        w = getattr(m.module, "weight", None)
+        w = mha_weight(m.module) if isinstance(m.module, nn.MultiheadAttention) else getattr(m.module, "weight", None)
         if isinstance(w, nn.Parameter) and w is not None:
             out.append((m, w))
     return out

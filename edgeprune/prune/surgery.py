@@ -13,12 +13,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .mha import shrink_mha
+
 SUPPORTED = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
              nn.modules.instancenorm._InstanceNorm, nn.PReLU)
 
 
 def unsupported_reason(module: nn.Module) -> str | None:
     """Why channels of `module` cannot be removed here (None when they can)."""
+    if isinstance(module, nn.MultiheadAttention):
+        return "nn.MultiheadAttention ties its embedding width to q, k, v and out_proj (its heads are cut instead)"
     if not isinstance(module, SUPPORTED):
         return f"{type(module).__name__} layers are not supported"
     if isinstance(module, nn.modules.conv._ConvNd) and module.groups > 1:
@@ -53,6 +57,8 @@ def channel_sizes(m: nn.Module) -> tuple[int, int]:
         return m.out_channels, m.in_channels
     if isinstance(m, nn.Linear):
         return m.out_features, m.in_features
+    if isinstance(m, nn.MultiheadAttention):  # "out": the q|k|v rows, edgeprune.prune.mha
+        return 3 * m.num_heads * m.head_dim, m.embed_dim
     if isinstance(m, nn.GroupNorm):
         return m.num_channels, m.num_channels
     if isinstance(m, nn.LayerNorm):
@@ -90,8 +96,8 @@ def cut(model: nn.Module, plan) -> Callable[[], None]:
     try:
         for name in dict.fromkeys([*out_cut, *in_cut]):
             m = model.get_submodule(name)
-            saved.append((m, dict(m._parameters), dict(m._buffers),
-                          {a: getattr(m, a) for a in _SHAPE_ATTRS if hasattr(m, a)}))
+            attrs = {a: getattr(m, a) for a in (*_SHAPE_ATTRS, *_class_attr(m)) if hasattr(m, a)}
+            saved.append((m, dict(m._parameters), dict(m._buffers), attrs))
             n_out, n_in = channel_sizes(m)
             out_keep = sorted(set(range(n_out)) - out_cut[name]) if name in out_cut else None
             in_keep = sorted(set(range(n_in)) - in_cut[name]) if name in in_cut else None
@@ -113,6 +119,11 @@ def cut(model: nn.Module, plan) -> Callable[[], None]:
         _restore(saved)
         raise
     return lambda: _restore(saved)
+
+
+def _class_attr(m: nn.Module) -> tuple[str, ...]:
+    """An attention that loses heads changes class (edgeprune.prune.mha); undo puts the class back."""
+    return ("__class__",) if isinstance(m, nn.MultiheadAttention) else ()
 
 
 def _restore(saved) -> None:
@@ -138,6 +149,11 @@ def shrink(m: nn.Module, out_keep: list[int] | None, in_keep: list[int] | None) 
     """Keep output channels `out_keep` and input channels `in_keep` (sorted; None = all) of `m`, in place."""
     if isinstance(m, nn.modules.conv._ConvNd):
         _shrink_conv(m, out_keep, in_keep)
+    elif isinstance(m, nn.MultiheadAttention):
+        if in_keep is not None:
+            raise ValueError("an attention's input (embedding) channels are not cut, only its heads")
+        if out_keep is not None:
+            shrink_mha(m, out_keep)
     elif isinstance(m, nn.Linear):
         w = m.weight
         if out_keep is not None:

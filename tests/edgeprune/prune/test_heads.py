@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import torch
 
 from edgeprune.models import create_model, example_input
@@ -20,7 +19,6 @@ def _yolo11():
     return create_model("yolo11n", num_classes=2).eval()  # C2PSA's attention: 128 channels, 2 heads of 64
 
 
-@pytest.mark.slow  # the structure is checked by the exactness test below too; this one also times the analysis
 def test_the_attention_of_yolo11_is_a_group_of_heads():
     model = _yolo11()
     t0 = time.perf_counter()
