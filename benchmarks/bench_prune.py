@@ -7,7 +7,8 @@ MagnitudePruner at the same uniform ratio on the same model (its result, or the 
 
 Importance is L1 (untrained weights: the point here is structure and speed, not accuracy). Latency: exported
 ONNX on onnxruntime's CPU provider, all usable cores, median of timed runs after warm-up, every row in the same run.
-RT-DETR-l is not in the default list: it needs ultralytics, which does not import on this machine (torchvision).
+A name ending in .yaml or .pt (`rtdetr-l.yaml`, `yolov8n.yaml`) is built by ultralytics (an optional extra):
+where it does not import (here: torchvision has only CUDA builds), the model's row records that instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import sys
 import tempfile
 import time
+from copy import deepcopy
 from pathlib import Path
 
 import torch
@@ -41,9 +43,22 @@ def measure(model: torch.nn.Module, size: int, runs: int) -> dict:
             "ort_median_ms": stats.median_ms, "ort_p90_ms": stats.p90_ms, "threads": stats.info["threads"]}
 
 
+def build(name: str) -> torch.nn.Module:
+    """edgeprune's model `name`, or an ultralytics one from a yaml / .pt, with one class."""
+    if name.endswith((".yaml", ".yml", ".pt")):
+        from edgeprune.models.source import from_ultralytics
+
+        return from_ultralytics(name, num_classes=1)
+    return create_model(name, num_classes=1).eval()
+
+
 def bench_model(name: str, size: int, runs: int) -> list[dict]:
     torch.manual_seed(0)
-    base = create_model(name, num_classes=1).eval()
+    try:
+        base = build(name)
+    except ImportError as e:
+        print(json.dumps(row := {"model": name, "error": str(e)}))
+        return [row]
     t0 = time.perf_counter()
     groups = find_groups(base, example_input(base))
     find_s = time.perf_counter() - t0
@@ -55,8 +70,7 @@ def bench_model(name: str, size: int, runs: int) -> list[dict]:
     for round_to in (1, 8):
         for ratio in (0.3, 0.5, 0.7):
             plan = plan_global(groups, scores, ratio, round_to=round_to, min_width=8)
-            model = create_model(name, num_classes=1).eval()
-            model.load_state_dict(base.state_dict())
+            model = deepcopy(base)
             t0 = time.perf_counter()
             prune_model(model, plan, example_input(model))
             row = {"model": name, "ratio": ratio, "round_to": round_to, "achieved_ratio": plan.ratio,
@@ -95,7 +109,8 @@ def torch_pruning_row(base: torch.nn.Module, name: str, ratio: float, size: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/prune.json")
-    ap.add_argument("--models", nargs="+", default=["yolov5n", "yolov5s", "yolov5m", "yolov8n", "yolo11n"])
+    ap.add_argument("--models", nargs="+", default=["yolov5n", "yolov5s", "yolov5m", "yolov8n", "yolo11n",
+                                                          "rtdetr-l.yaml"])
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--runs", type=int, default=50)
     args = ap.parse_args()
