@@ -155,3 +155,12 @@ def test_a_resumed_speedup_schedule_aims_at_the_target_it_had(tmp_path):
     assert _speedup_target(tmp_path, 2.0, lambda: 7.0) == 3.5  # a new schedule measures
     (tmp_path / "progressive.json").write_text(json.dumps({"schedule": {"target_ms": 4.85}, "steps": []}))
     assert _speedup_target(tmp_path, 2.0, never) == 4.85
+
+
+def test_a_last_cut_that_swung_around_the_window_is_aimed_between_its_tries():
+    """Measured 5.30 then 3.73 ms for a goal of 4.64 (yolov5n's bench, a noisy machine): the next aim lies between
+    the two tries' aims, where the measurements put the goal, not where the last try's ratio alone would."""
+    too_slow, too_fast = (None, 5.0, 4.85, 5.30, None), (None, 4.2, 4.24, 3.73, None)
+    aim = progressive._next_aim([too_slow, too_fast], 4.64, 4.64 * 0.96, 4.64 * 1.02)
+    assert 4.2 < aim < 5.0 and aim == pytest.approx(4.2 + (4.64 - 3.73) * 0.8 / (5.30 - 3.73))
+    assert progressive._next_aim([too_slow], 4.64, 4.45, 4.73) == pytest.approx(4.64 * 4.85 / 5.30)
