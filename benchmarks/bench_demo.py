@@ -1,6 +1,7 @@
 """The demo's figures: its wall time, the before/after table, and a one-epoch model for contrast.
 
     python benchmarks/bench_demo.py [--out benchmarks/results/demo.json] [--workdir runs/demo-e2e] [--quick]
+                                    [--model yolov8n --out benchmarks/results/demo_yolov8n.json]
 
 Runs `edgeprune demo` as a user would (timed from outside, report included), then trains the same model for a
 single epoch on the same data (`--epochs 1`) and evaluates it, so the JSON shows that the synthetic task is
@@ -33,27 +34,29 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/demo.json")
     ap.add_argument("--workdir", default="runs/demo-e2e")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--model", default="yolov5n", help="the demo's detector (yolov5n, yolov8n, yolo11n, ...)")
     args = ap.parse_args()
     work = Path(args.workdir)
     t0 = time.perf_counter()
     # --exist-ok: into WORKDIR itself, its old outputs cleared (else a second run goes to WORKDIR2 and the figures
     # below would be read from the first)
-    run(["demo", "--out", str(work), "--exist-ok"] + (["--quick"] if args.quick else []))
-    collect(work, (time.perf_counter() - t0) / 60, args.quick, Path(args.out))
+    run(["demo", "--out", str(work), "--exist-ok", "--model", args.model] + (["--quick"] if args.quick else []))
+    collect(work, (time.perf_counter() - t0) / 60, args.quick, Path(args.out), args.model)
 
 
-def collect(work: Path, demo_minutes: float, quick: bool, out: Path) -> None:
+def collect(work: Path, demo_minutes: float, quick: bool, out: Path, model: str = "yolov5n") -> None:
     """The demo run in `work` → the JSON at `out` (with a one-epoch model for contrast) and the README's figures."""
     demo = json.loads((work / "results.json").read_text())
     data = str(work / "data" / "data.yaml")
     size = str(demo["plan"]["size"])
-    run(["train", "--data", data, "--epochs", "1", "--imgsz", size, "--out", str(work / "one-epoch"),
+    run(["train", "--model", model, "--data", data, "--epochs", "1", "--imgsz", size, "--out", str(work / "one-epoch"),
          "--no-progress"])
     run(["eval", str(work / "one-epoch" / "last.pt"), "--data", data, "--imgsz", size,
          "--json", str(work / "one-epoch" / "eval.json")])
     one = json.loads((work / "one-epoch" / "eval.json").read_text())
     result = {
-        "command": "edgeprune demo" + (" --quick" if quick else ""),
+        "command": " ".join(["edgeprune demo"] + ([f"--model {model}"] if model != "yolov5n" else [])
+                            + (["--quick"] if quick else [])),
         "wall_minutes": demo_minutes,
         "plan": demo["plan"],
         "rows": demo["rows"],
@@ -63,9 +66,9 @@ def collect(work: Path, demo_minutes: float, quick: bool, out: Path) -> None:
         "one_epoch": {"mAP50": one["map50"], "mAP50-95": one["map"], "recall": one["recall"]},
     }
     write_json(out, result)
-    shutil.copy(work / "training.png", out.with_name("demo_training.png"))
+    shutil.copy(work / "training.png", out.with_name(f"{out.stem}_training.png"))
     for name in ("detections", "layers", "widths", "pareto", "gamma"):
-        shutil.copy(work / "report" / f"{name}.png", out.with_name(f"demo_{name}.png"))
+        shutil.copy(work / "report" / f"{name}.png", out.with_name(f"{out.stem}_{name}.png"))
     print(json.dumps(result, indent=2))
 
 
