@@ -302,7 +302,8 @@ def progressive_rows(bench: Bench, tname: str, speedup: float, steps: int) -> li
 
 
 def final_latency(bench: Bench, rows: list[dict]) -> None:
-    """All finished models of one target, measured in turns (3 passes); each keeps its pass of lowest median."""
+    """All finished models of one target, measured in turns (`--passes`, 3 by default); each keeps its pass of
+    lowest median (the least disturbed one: this host's medians moved 10-25 % between passes some afternoons)."""
     models = {x["name"]: (x["name"], load_model(bench.work / "rows" / f"{x['name']}.pt"), x["imgsz"]) for x in rows
               if "error" not in x}
     best: dict = {}
@@ -314,7 +315,7 @@ def final_latency(bench: Bench, rows: list[dict]) -> None:
             best[name] = stats
         return stats.median_ms
 
-    got = interleaved(measure, models, passes=3)
+    got = interleaved(measure, models, passes=bench.args.passes)
     for x in rows:
         if x["name"] in got:
             s = best[x["name"]]
@@ -328,6 +329,7 @@ def main() -> None:
     ap.add_argument("--speedup", type=float, default=2.0)
     ap.add_argument("--no-nano-target", action="store_true", help="skip the dense-yolov5n-latency target")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--passes", type=int, default=3, help="back-to-back passes of the final latency measurement")
     ap.add_argument("--work", default="runs/bench-peers")
     ap.add_argument("--out", help="JSON (default benchmarks/results/peers.json, peers_<model>.json for others)")
     ap.add_argument("--smoke", action="store_true", help="every row at tiny sizes, to check the script")
