@@ -32,8 +32,8 @@ FLOPs counter needs torchprofile's pre-0.1 API, whose 0.0.4 release declares tor
 it never imports it). Without them the row records the error.
 
 Every finished row is kept in WORK/rows/ (checkpoints beside it), so the script resumes and can run in several
-sittings. The final models of one target are measured back to back, in turns, 3 passes, lowest median; the
-target in milliseconds is the base's latency in that pass over the speed-up.
+sittings. The final models of one target are measured back to back, in turns, 3 passes (`--passes`), lowest
+median; the target in milliseconds is the base's latency in that pass over the speed-up.
 Writes benchmarks/results/peers.json (or peers_<model>.json), a plot and a Markdown table.
 """
 
