@@ -214,8 +214,9 @@ def modelopt_row(bench: Bench, tname: str, base, speedup: float) -> dict:
     sensitivity = bench.work / "modelopt-search.pth"
     fastnas = lambda f: modelopt_fastnas(base, f, score, bn, checkpoint=str(sensitivity))  # noqa: E731
     try:
-        share = bench.matched(f"{tname}-modelopt", lambda f: (fastnas(f), f), fastnas_floor(fastnas), 0.9,
-                              speedup)["knob"]
+        matched = (bench.work / "rows" / f"match-{tname}-modelopt.json").is_file()  # then the floor is not needed
+        share = bench.matched(f"{tname}-modelopt", lambda f: (fastnas(f), f), 0.0 if matched else
+                              fastnas_floor(fastnas), 0.9, speedup)["knob"]
         return bench.row(f"{tname}-modelopt@{share:.4g}", lambda: (bench.fit(f"{tname}-modelopt@{share:.4g}-s0",
                                                                                fastnas(share),
                                                                  bench.r["recovery"], 0, teacher=base),
