@@ -77,11 +77,11 @@ def plot(result: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(result["targets"]), figsize=(6.5 * len(result["targets"]), 4.8), squeeze=False)
     for ax, (tname, t) in zip(axes[0], result["targets"].items()):
-        for row in t["table"]:
-            if "latency_ms" not in row:
-                continue
-            ax.errorbar(row["latency_ms"], row["mAP50-95"], yerr=_spread(row), fmt="o", capsize=3,
-                        label=row["method"])
+        colors = plt.cm.tab20.colors  # more methods than the default cycle's 10 colours
+        for i, row in enumerate(r for r in t["table"] if "latency_ms" in r):
+            ours = row["method"].startswith("(") and "edgeprune" in row["method"]
+            ax.errorbar(row["latency_ms"], row["mAP50-95"], yerr=_spread(row), fmt="s" if ours else "o",
+                        capsize=3, color=colors[i % len(colors)], label=row["method"])
         ax.axvline(t["target_ms"], ls="--", c="gray")
         ax.axvspan(0.97 * t["target_ms"], 1.03 * t["target_ms"], color="gray", alpha=0.15, label="target ±3 %")
         ax.set(xlabel="latency (ms, onnxruntime CPU, 1 thread)", ylabel="mAP@0.5:0.95",
