@@ -3,7 +3,7 @@
     python benchmarks/bench_peers.py [--model yolov5s] [--speedup 2] [--seeds 3] [--work runs/bench-peers]
     python benchmarks/bench_peers.py --model yolov5n --speedup 2.5 --no-nano-target      # the second table
     python benchmarks/bench_peers.py --smoke                                             # every row, tiny sizes
-    python benchmarks/bench_peers.py --model yolov5n --speedup 2.5 --no-nano-target --only eh --seeds 1  # a pilot
+    python benchmarks/bench_peers.py --model yolov5n --speedup 2.5 --no-nano-target --only hi --seeds 1  # a pilot
 
 Setting: synthetic SAR (the demo's generator, 500 train / 100 val at 320 px); the base is the model trained
 densely with the demo's recipe (36 epochs). Targets on onnxruntime CPU, 1 thread, as speed-ups over the base
