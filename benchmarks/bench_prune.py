@@ -5,6 +5,9 @@ MagnitudePruner at the same uniform ratio on the same model (its result, or the 
 
     python benchmarks/bench_prune.py [--out benchmarks/results/prune.json] [--imgsz 320] [--models ...]
 
+Run it under a memory limit (`ulimit -v 16000000`): Torch-Pruning grows past 16 GB on yolo11n, and a MemoryError
+is then its row (later ratios of that model are not tried).
+
 Importance is L1 (untrained weights: the point here is structure and speed, not accuracy). Latency: exported
 ONNX on onnxruntime's CPU provider, all usable cores, median of timed runs after warm-up, every row in the same run.
 A name ending in .yaml or .pt (`rtdetr-l.yaml`, `yolov8n.yaml`) is built by ultralytics (an optional extra):
@@ -80,7 +83,10 @@ def bench_model(name: str, size: int, runs: int) -> list[dict]:
             rows.append(row)
             print(json.dumps(row))
             if round_to == 8:
-                rows.append(torch_pruning_row(base, name, ratio, size, runs, ref))
+                ran_out = next((r for r in rows if "MemoryError" in r.get("error", "")), None)
+                rows.append(torch_pruning_row(base, name, ratio, size, runs, ref) if ran_out is None else
+                            {"model": name, "ratio": ratio, "round_to": 8, "engine": "torch-pruning",
+                             "error": f"not run: out of memory at ratio {ran_out['ratio']}"})
     return rows
 
 
