@@ -83,7 +83,8 @@ def bench_model(name: str, size: int, runs: int) -> list[dict]:
             rows.append(row)
             print(json.dumps(row))
             if round_to == 8:
-                ran_out = next((r for r in rows if "MemoryError" in r.get("error", "")), None)
+                ran_out = next((r for r in rows if "MemoryError" in r.get("error", "")
+                                or "can't allocate memory" in r.get("error", "")), None)
                 rows.append(torch_pruning_row(base, name, ratio, size, runs, ref) if ran_out is None else
                             {"model": name, "ratio": ratio, "round_to": 8, "engine": "torch-pruning",
                              "error": f"not run: out of memory at ratio {ran_out['ratio']}"})
