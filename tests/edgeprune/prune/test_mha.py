@@ -10,7 +10,7 @@ from torch import nn
 from deploy.onnxruntime_runner import OnnxRuntimeRunner
 from edgeprune.export import export_onnx
 from edgeprune.prune.graph import analyze, apply_plan
-from edgeprune.prune.mha import HeadPrunedMultiheadAttention
+from edgeprune.prune.mha import HeadPrunedMultiheadAttention, mha_head_group
 from edgeprune.prune.surgery import cut
 
 
@@ -113,3 +113,17 @@ def test_undo_restores_the_attention():
 def test_an_attention_with_bias_kv_is_not_cut():
     model, x = _tokens(add_bias_kv=True)
     assert "attn.heads" not in {g.name for g in analyze(model, x).groups}
+
+
+def test_a_torch_transformer_layer_with_cut_heads_matches_in_its_inference_fast_path():
+    """nn.TransformerEncoderLayer in eval under no_grad calls a fused kernel with the attention's weights."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
+    x = torch.rand(2, 5, 32)
+    with torch.no_grad():
+        layer.self_attn.out_proj.weight[:, 8:16] = 0  # head 1 reaches nothing
+        before = layer(x)
+        cut(layer, [(mha_head_group("self_attn", layer.self_attn), {1})])
+        after = layer(x)
+    assert layer.self_attn.num_heads == 3
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
