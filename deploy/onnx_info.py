@@ -30,6 +30,31 @@ def load(model: Any) -> "onnx.ModelProto":
                          .format(where, type(e).__name__, e))
 
 
+def folded(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """`model` with its constants folded by onnx-graphsurgeon (ImportError without it), unused nodes removed,
+    sorted, its IR version and producer kept.
+
+    Shapes are inferred first: graphsurgeon folds `Shape -> Gather -> Slice` chains (what torch exports for
+    `Tensor.chunk`, as in C2f) only where it knows the tensor's shape, and torch's exporter writes none of the
+    intermediate shapes. Subgraphs that depend only on constants are evaluated with onnxruntime (graphsurgeon's
+    choice)."""
+    import onnx
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(model))
+    graph.fold_constants().cleanup().toposort()
+    return export_graph(gs, graph, model)
+
+
+def export_graph(gs, graph, original: "onnx.ModelProto") -> "onnx.ModelProto":
+    """A graphsurgeon graph → ModelProto keeping `original`'s IR version and producer (TensorRT 8.2's parser is
+    old)."""
+    model = gs.export_onnx(graph)
+    model.ir_version = original.ir_version
+    model.producer_name, model.producer_version = original.producer_name, original.producer_version
+    return model
+
+
 def _dims(value_info):
     shape = value_info.type.tensor_type.shape
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
@@ -46,8 +71,7 @@ def _shaped(model, input_shape=None):
             d.Clear()
             d.dim_value = int(v)
     try:
-        from .onnx_tools import fold_constants
-        model = fold_constants(model)
+        model = folded(model)
     except ImportError:  # no onnx-graphsurgeon: shapes behind shape arithmetic stay unknown (see `unshaped`)
         pass
     inferred = onnx.shape_inference.infer_shapes(model)

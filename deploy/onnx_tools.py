@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from .onnx_info import export_graph, folded, load
 from .onnx_info import inspect as _inspect
-from .onnx_info import load
 
 if TYPE_CHECKING:
     import onnx
@@ -45,29 +45,11 @@ def _gs():
     return gs
 
 
-def _export(gs, graph, original):
-    """graph → ModelProto keeping the original IR version and producer (TensorRT 8.2's parser is old)."""
-    model = gs.export_onnx(graph)
-    model.ir_version = original.ir_version
-    model.producer_name, model.producer_version = original.producer_name, original.producer_version
-    return model
-
-
 def fold_constants(model: Any) -> "onnx.ModelProto":
-    """Constant folding + dead-node cleanup + topological sort (graphsurgeon); returns a ModelProto.
-
-    Subgraphs that only depend on constants are evaluated with onnxruntime (graphsurgeon's choice), so the
-    result computes the same outputs with fewer nodes. Shapes are inferred first: graphsurgeon folds
-    `Shape -> Gather -> Slice` chains (what torch exports for `Tensor.chunk`, as in C2f) only where it knows the
-    tensor's shape, and torch's exporter writes none of the intermediate shapes.
-    """
-    import onnx
-
-    gs = _gs()
-    original = load(model)
-    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(original))
-    graph.fold_constants().cleanup().toposort()
-    return _export(gs, graph, original)
+    """Constant folding + dead-node cleanup + topological sort (graphsurgeon); returns a ModelProto that computes
+    the same outputs with fewer nodes (onnx_info.folded, which says how)."""
+    _gs()  # the install hint when graphsurgeon is missing
+    return folded(load(model))
 
 
 def detector_layout(model: Any) -> str:
@@ -156,7 +138,7 @@ def decode_outputs(model: Any, box_coding: int = 0) -> "onnx.ModelProto":
     """The detector with outputs boxes + scores exactly as EfficientNMS_TRT would receive them (no plugin)."""
     gs, graph, original, _, _ = _prepare(model, box_coding)
     graph.cleanup().toposort()
-    return _export(gs, graph, original)
+    return export_graph(gs, graph, original)
 
 
 def nms_attributes(max_output_boxes: int = 100, score_threshold: float = 0.25, iou_threshold: float = 0.45,
@@ -193,7 +175,7 @@ def add_efficient_nms(model: Any, max_output_boxes: int = 100, score_threshold: 
     graph.nodes.append(gs.Node(NMS_OP, name="efficient_nms", attrs=attrs, inputs=[boxes, scores], outputs=outputs))
     graph.outputs = outputs
     graph.cleanup().toposort()
-    out = _export(gs, graph, original)
+    out = export_graph(gs, graph, original)
     if domain:
         _set_plugin_domain(out, domain)
     return out

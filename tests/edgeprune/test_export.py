@@ -54,12 +54,12 @@ def test_without_graphsurgeon_a_partial_count_says_so(tmp_path, monkeypatch):
     model = create_model("yolov8n", num_classes=2).eval()
     path = tmp_path / "m.onnx"
     torch.onnx.export(model, (torch.rand(1, 3, 160, 160),), str(path), opset_version=13, dynamo=False)
-    import deploy.onnx_tools
+    import deploy.onnx_info
 
     def no_graphsurgeon(model):
         raise ImportError("onnx_graphsurgeon")
 
-    monkeypatch.setattr(deploy.onnx_tools, "fold_constants", no_graphsurgeon)
+    monkeypatch.setattr(deploy.onnx_info, "folded", no_graphsurgeon)
     info = inspect(path)
     assert info["unshaped"] > 0 and info["flops"] < count_flops(model, 160)
 
