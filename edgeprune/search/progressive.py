@@ -204,7 +204,7 @@ def _next_aim(attempts: list, target: float, lo: float, hi: float) -> float:
     if slow and fast:
         (m_slow, a_slow), (m_fast, a_fast) = min(slow), max(fast)
         return a_fast + (target - m_fast) * (a_slow - a_fast) / (m_slow - m_fast)
-    _, aim, predicted, measured, _ = attempts[-1]
+    predicted, measured = attempts[-1][2:4]
     return target * predicted / measured
 
 
