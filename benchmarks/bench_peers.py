@@ -142,12 +142,14 @@ class Bench:
         10 % over an hour, which would move a target in milliseconds but not a ratio."""
         return self.ms(model, img) / self.ms(self.base)
 
-    def matched(self, name: str, build, lo: float, hi: float, speedup: float, snap=None, scan: int = 0) -> dict:
+    def matched(self, name: str, build, lo, hi: float, speedup: float, snap=None, scan: int = 0) -> dict:
         """The knob (cached) whose model runs `speedup` times faster than the base, from edgeprune.latency.match
-        (its "ms" are latencies relative to the base here)."""
+        (its "ms" are latencies relative to the base here). `lo` may be a function, called only when the knob is
+        not cached (ModelOpt's floor costs a search)."""
         path = self.work / "rows" / f"match-{name}.json"
         if path.is_file():
             return json.loads(path.read_text())
+        lo = lo() if callable(lo) else lo
         img_of = (lambda k: int(k)) if name.endswith("input") else (lambda k: self.img)
         m = match_latency(build, lambda pair: self.relative(pair[0], img_of(pair[1])), 1 / speedup, lo, hi,
                           snap=snap, scan=scan)
@@ -214,9 +216,8 @@ def modelopt_row(bench: Bench, tname: str, base, speedup: float) -> dict:
     sensitivity = bench.work / "modelopt-search.pth"
     fastnas = lambda f: modelopt_fastnas(base, f, score, bn, checkpoint=str(sensitivity))  # noqa: E731
     try:
-        matched = (bench.work / "rows" / f"match-{tname}-modelopt.json").is_file()  # then the floor is not needed
-        share = bench.matched(f"{tname}-modelopt", lambda f: (fastnas(f), f), 0.0 if matched else
-                              fastnas_floor(fastnas), 0.9, speedup)["knob"]
+        share = bench.matched(f"{tname}-modelopt", lambda f: (fastnas(f), f), lambda: fastnas_floor(fastnas), 0.9,
+                              speedup)["knob"]
         return bench.row(f"{tname}-modelopt@{share:.4g}", lambda: (bench.fit(f"{tname}-modelopt@{share:.4g}-s0",
                                                                                fastnas(share),
                                                                  bench.r["recovery"], 0, teacher=base),

@@ -113,8 +113,9 @@ def export_onnx(model: nn.Module, path: str | Path, img_size: int = 640, opset: 
             warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python values
             torch.onnx.export(net, (x,), str(tmp), opset_version=opset, input_names=["images"],
                               output_names=outputs, dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
-        onnx.save(fold_constants(str(tmp)), str(tmp))
-        onnx.checker.check_model(onnx.load(tmp), full_check=True)
+        folded = fold_constants(str(tmp))
+        onnx.save(folded, str(tmp))
+        onnx.checker.check_model(folded, full_check=True)
         diffs = _compare_with_torch(net, str(tmp), x, outputs, rows) if verify else {}
     return ExportResult(Path(path), opset, img_size, outputs, max(diffs.values(), default=float("nan")), diffs)
 

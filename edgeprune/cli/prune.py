@@ -4,6 +4,7 @@ against a latency target (`--progressive`, edgeprune.search.progressive)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,8 +147,6 @@ def _source_metrics(source: str) -> dict:
 def _speedup_target(work: Path, speedup: float, measure) -> float:
     """A `--speedup` target in ms: the one a killed schedule in `work` aimed at, so that its resume aims at the same
     target (this machine's speed drifts between runs), else the base's `measure()` over `speedup`."""
-    import json
-
     state = work / "progressive.json"
     saved = json.loads(state.read_text()).get("schedule", {}).get("target_ms") if state.is_file() else None
     return float(saved) if saved else measure() / speedup

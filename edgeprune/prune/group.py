@@ -32,7 +32,7 @@ class Group:
     name: str
     width: int
     members: list[Member]  # members[0]: the root layer's "out" member (idxs == group_idxs == range(width); a head
-    #                       group's root is its qkv conv, several channels per head: edgeprune.prune.heads)
+    #                       group's root, its qkv conv or nn.MultiheadAttention, has several per head: prune.heads)
     # Sets of group channels that must each keep the same number of channels (grouped convolutions, GroupNorm,
     # chunk halves). Empty when any subset of channels may be kept.
     blocks: list[list[int]] = field(default_factory=list)

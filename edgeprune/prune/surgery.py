@@ -96,7 +96,8 @@ def cut(model: nn.Module, plan) -> Callable[[], None]:
     try:
         for name in dict.fromkeys([*out_cut, *in_cut]):
             m = model.get_submodule(name)
-            attrs = {a: getattr(m, a) for a in (*_SHAPE_ATTRS, *_class_attr(m)) if hasattr(m, a)}
+            attrs = {a: getattr(m, a) for a in _SHAPE_ATTRS if hasattr(m, a)}
+            attrs["__class__"] = type(m)  # shrink may change a layer's class (a head-pruned attention)
             saved.append((m, dict(m._parameters), dict(m._buffers), attrs))
             n_out, n_in = channel_sizes(m)
             out_keep = sorted(set(range(n_out)) - out_cut[name]) if name in out_cut else None
@@ -119,11 +120,6 @@ def cut(model: nn.Module, plan) -> Callable[[], None]:
         _restore(saved)
         raise
     return lambda: _restore(saved)
-
-
-def _class_attr(m: nn.Module) -> tuple[str, ...]:
-    """An attention that loses heads changes class (edgeprune.prune.mha); undo puts the class back."""
-    return ("__class__",) if isinstance(m, nn.MultiheadAttention) else ()
 
 
 def _restore(saved) -> None:
