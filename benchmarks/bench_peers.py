@@ -137,6 +137,11 @@ class Bench:
         print(json.dumps(row), flush=True)
         return row
 
+    def sparse(self):
+        """The base trained again with bn-l1 sparsity (rows a-bn, e, f, g), trained only when one of them runs."""
+        return self.fit("sparse", create_model(self.args.model, len(self.spec.names)), self.r["epochs"], 0,
+                        scratch=True, sparsity="bn-l1", sparsity_lambda=0.01)
+
     def relative(self, model, img: int | None = None) -> float:
         """The model's latency over the base's, the two measured back to back: this machine's speed drifts by
         10 % over an hour, which would move a target in milliseconds but not a ratio."""
@@ -163,13 +168,13 @@ def seeds_of(bench: Bench, name: str, make_seed) -> list[dict]:
     return [bench.row(f"{name}-s{s}", lambda s=s: make_seed(s)) for s in range(bench.args.seeds)]
 
 
-def target_rows(bench: Bench, tname: str, speedup: float, base, sparse) -> list[dict]:
+def target_rows(bench: Bench, tname: str, speedup: float, base) -> list[dict]:
     """Every method (of --only) at one latency target (a speed-up over the base). A row's name carries its knob,
     so a knob matched anew never reuses a training made for another."""
     r, rows, only = bench.r, [], bench.args.only
     kd_ep = f"{r['recovery']} ep KD"
     for imp in ("l1", "bn") if "a" in only else ():
-        src = base if imp == "l1" else sparse  # BN scale ranks channels only after sparsity training
+        src = base if imp == "l1" else bench.sparse()  # BN scale ranks channels only after sparsity training
         # scanned first: Torch-Pruning's latency is not monotonic in its ratio (edgeprune.latency.match)
         k = bench.matched(f"{tname}-tp-{imp}", lambda x, src=src, imp=imp: (torch_pruning_uniform(src, x, imp), x),
                           0.0, 0.9, speedup, scan=4)["knob"]
@@ -259,6 +264,7 @@ def edgeprune_rows(bench: Bench, tname: str, speedup: float, base, rows: list[di
     for name, limits in runs:
         run, t0 = bench.work / f"search-{name}", time.perf_counter()
         if not (run / "search_s.txt").is_file():
+            bench.sparse()
             cli(["search", str(bench.work / "sparse" / "last.pt"), "--data", str(bench.data), "--out", str(run),
                  "--imgsz", str(bench.img), "--trials", str(r["trials"]), "--scopes", "blocks", "--threads", "1",
                  "--importance", "bn", "--no-progress", *limits])
@@ -343,8 +349,6 @@ def main() -> None:
     bench = Bench(args)
     nc, r = len(bench.spec.names), bench.r
     base = bench.fit("base", create_model(args.model, nc), r["epochs"], 0, scratch=True)
-    sparse = bench.fit("sparse", create_model(args.model, nc), r["epochs"], 0, scratch=True, sparsity="bn-l1",
-                       sparsity_lambda=0.01)
     bench.base = base
     saved = bench.work / "rows" / "speedups.json"  # measured once: the cached knobs were matched against them
     if saved.is_file():
@@ -360,12 +364,13 @@ def main() -> None:
                                                       r["recovery"], 0), {"method": f"base + {r['recovery']} ep",
                                                                          "training": f"+{r['recovery']} ep"}))]
     result = {"model": args.model, "recipe": r, "seeds": args.seeds, "speedups": targets,
-              "train_minutes": {n: float((bench.work / n / "done").read_text() or 0) / 60 for n in ("base", "sparse")},
+              "train_minutes": {n: float((bench.work / n / "done").read_text() or 0) / 60 for n in ("base", "sparse")
+                                if (bench.work / n / "done").is_file()},
               "targets": {}, "complete": False}
     out = Path(args.out or f"benchmarks/results/peers{'' if args.model == 'yolov5s' else '_' + args.model}"
                f"{'_smoke' if args.smoke else ''}.json")
     for tname, speedup in targets.items():  # written after each target, so a long run shows its first table early
-        rows = refs + target_rows(bench, tname, speedup, base, sparse)
+        rows = refs + target_rows(bench, tname, speedup, base)
         final_latency(bench, rows)
         target = next(x["latency_ms"] for x in rows if x["name"] == "base") / speedup  # in the final pass's ms
         table = summarize(rows, target)
