@@ -62,13 +62,15 @@ def collect(work: Path, demo_minutes: float, quick: bool, out: Path, model: str 
         "rows": demo["rows"],
         "gains": demo["gains"],
         "backend": demo["backend"],
-        "search_chosen": demo["search_chosen"],
+        "chosen": demo["chosen"],
+        "met_limits": demo["met_limits"],
         "one_epoch": {"mAP50": one["map50"], "mAP50-95": one["map"], "recall": one["recall"]},
     }
     write_json(out, result)
     shutil.copy(work / "training.png", out.with_name(f"{out.stem}_training.png"))
-    for name in ("detections", "layers", "widths", "pareto", "gamma"):
-        shutil.copy(work / "report" / f"{name}.png", out.with_name(f"{out.stem}_{name}.png"))
+    for name in ("detections", "layers", "widths", "pareto", "gamma"):  # the last two: `--method search` runs
+        if (work / "report" / f"{name}.png").is_file():
+            shutil.copy(work / "report" / f"{name}.png", out.with_name(f"{out.stem}_{name}.png"))
     print(json.dumps(result, indent=2))
 
 

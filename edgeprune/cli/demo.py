@@ -1,11 +1,14 @@
 """`edgeprune demo`: the main job on the embedded defaults, composed of the same verbs a user runs by hand.
 
-synthesize data → train the base with BN sparsity → search per-block pruning ratios against measured latency →
-recover the chosen pruned model with distillation from the base → export both to ONNX (and TensorRT engines when
-TensorRT is installed) → profile both on the same backend → report. Each step prints the `edgeprune ...` command it
-runs, so the demo doubles as a walk-through, and each can be rerun on its own.
+synthesize data → train the base → cut it once to the latency target (`edgeprune prune --progressive --steps 1`:
+the channels of least Taylor importance per millisecond the backend's calibrated latency table saves, re-aimed until
+the measured latency meets the target), then recover it with distillation from the base → export both to ONNX (and
+TensorRT engines when TensorRT is installed) → profile both on the same backend → report. That path won the peer
+benchmark (docs/search.md); `--method search` runs the earlier one instead: the base trained with BN sparsity, the
+per-block ratio search against measured latency, then the same recovery. Each step prints the `edgeprune ...`
+command it runs, so the demo doubles as a walk-through, and each can be rerun on its own.
 
-`--backend remote://HOST:PORT` points the search and the profiles at a Jetson agent (docs/demo-on-a-jetson.md); the
+`--backend remote://HOST:PORT` points the pruning and the profiles at a Jetson agent (docs/demo-on-a-jetson.md); the
 default is onnxruntime on this machine's CPU with one thread (steadier than two on a shared 2-core machine,
 docs/latency.md). Everything lands in the run directory; `results.json` holds the numbers, `report.html` shows them.
 """
@@ -29,17 +32,19 @@ from . import eval as eval_verb
 from . import export as export_verb
 from . import finetune as finetune_verb
 from . import profile as profile_verb
+from . import prune as prune_verb
 from . import search as search_verb
 from . import train as train_verb
 from .common import EXIT_NO_FEASIBLE, run
 
 # the verbs the demo runs, as a user would (this module's own `search`, `profile` ... are its steps)
-STEPS = [data_verb, train_verb, search_verb, finetune_verb, eval_verb, export_verb, profile_verb]
+STEPS = [data_verb, train_verb, prune_verb, search_verb, finetune_verb, eval_verb, export_verb, profile_verb]
+METHODS = ("allocated", "search")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="the main job: data → sparse training → latency search → prune → KD → export "
-                       "→ profile → report")
+    p = sub.add_parser("demo", help="the main job: data → training → a latency-allocated cut → KD → export → "
+                       "profile → report")
     p.add_argument("--out", default="runs/demo", help="run directory; when it holds an earlier run, the next free "
                    "name (runs/demo2, runs/demo3, ...) is used")
     p.add_argument("--exist-ok", action="store_true", help="reuse OUT even if it holds an earlier run (the demo's "
@@ -53,12 +58,15 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help="override the number of training epochs")
     p.add_argument("--model", default="yolov5n", help="the detector: yolov5n/s/m/l/x, yolov8n/s/..., yolo11n/s/...")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--method", choices=METHODS, default="allocated", help="allocated: one cut allocated against the "
+                   "backend's latency table (the peer benchmark's winner); search: BN sparsity training and the "
+                   "latency search (docs/search.md)")
     p.add_argument("--no-reference", dest="reference", action="store_false", help="skip the dense reference "
                    "(the model trained densely as long as the pruned one, the fair base for its loss; a third of the "
                    "demo's time)")
     p.set_defaults(func=lambda args: run_demo(args.out, quick=args.quick, epochs=args.epochs, seed=args.seed,
                                               backend=args.backend, exist_ok=args.exist_ok, resume=args.resume,
-                                              reference=args.reference, model=args.model))
+                                              reference=args.reference, model=args.model, method=args.method))
 
 
 @dataclass
@@ -72,15 +80,18 @@ class DemoPlan:
     epochs: int = 36
     batch: int = 16
     eval_every: int = 5
+    method: str = "allocated"  # or "search" (METHODS)
+    importance: str = "taylor"  # of the allocated cut: scores comparable across groups (docs/search.md)
+    # the search path: the base trained with BN sparsity, whose BN scales then rank channels (bench_recovery.py)
     sparsity: str = "bn-l1"
     sparsity_lambda: float = 0.01
-    importance: str = "bn"  # after sparsity training the BN scales rank channels (benchmarks/bench_recovery.py)
+    search_importance: str = "bn"
     search_trials: int = 30
     search_scopes: str = "blocks"
     search_val: int = 32
     search_sensitivity: bool = True
-    speedup: float = 2.0  # latency target for the search, over the base measured on the same backend
-    flops_share: float = 0.3  # and a hard FLOPs limit: at most this share of the base's
+    speedup: float = 2.0  # latency target, over the base measured on the same backend
+    flops_share: float = 0.3  # the search's hard FLOPs limit too: at most this share of the base's
     finetune_epochs: int = 13
     profile_runs: int = 200
     # the fair yardstick for "loss": the same model trained densely for as many epochs as the pruned one had in all
@@ -96,7 +107,8 @@ QUICK = DemoPlan(train=48, val=16, size=256, epochs=2, batch=16, eval_every=1, s
 
 STATE = "demo.json"  # the run's settings and its finished steps, for --resume
 # what an earlier run left in a reused directory (--exist-ok): removed before a new run, so no file mixes two runs
-STALE = ("results.json", "results.md", "report.html", "report.md", "report", "data", "train", "search", "finetune",
+STALE = ("results.json", "results.md", "report.html", "report.md", "report", "data", "train", "prune", "search",
+         "finetune",
          "reference", "model.onnx", "pruned.onnx", "reference.onnx", "model.engine", "pruned.engine",
          "reference.engine", "training.png")
 
@@ -178,11 +190,13 @@ def make_data(plan: DemoPlan, out: Path, seed: int) -> None:
 
 
 def train_base(plan: DemoPlan, out: Path, seed: int) -> None:
-    """Train with BN sparsity; a run killed mid-training continues from its last epoch."""
+    """Train densely (with BN sparsity for the search path); a run killed mid-training continues from its last
+    epoch."""
     run = out / "train"
+    sparsity = ["--sparsity", plan.sparsity, "--sparsity-lambda", str(plan.sparsity_lambda)]
     step(["train", "--data", str(out / "data" / "data.yaml"), "--model", plan.model, "--epochs", str(plan.epochs),
           "--batch", str(plan.batch), "--eval-every", str(plan.eval_every), "--imgsz", str(plan.size),
-          "--sparsity", plan.sparsity, "--sparsity-lambda", str(plan.sparsity_lambda), "--seed", str(seed),
+          *(sparsity if plan.method == "search" else []), "--seed", str(seed),
           "--out", str(run)] + (["--resume"] if (run / "last.pt").is_file() else []))
     plot_training(run / "metrics.csv", out / "training.png")
 
@@ -204,14 +218,34 @@ def search(plan: DemoPlan, out: Path, base: Path, base_gflops: float, backend: s
     argv = ["search", str(base), "--data", str(out / "data" / "data.yaml"), "--out", str(out / "search"),
             "--imgsz", str(plan.size), "--trials", str(plan.search_trials), "--scopes", plan.search_scopes,
             "--val-images", str(plan.search_val), "--backend", backend, "--speedup", str(plan.speedup),
-            "--max-gflops", f"{plan.flops_share * base_gflops:.4f}", "--importance", plan.importance, "--seed",
+            "--max-gflops", f"{plan.flops_share * base_gflops:.4f}", "--importance", plan.search_importance, "--seed",
             str(seed)] + _timing_flags(backend) + ([] if plan.search_sensitivity else ["--sensitivity"])
     code = step(argv, accept=(0, EXIT_NO_FEASIBLE))
     met = code == 0
     if not met:
         print("# the demo goes on with the closest plan (search/closest.pt); results.json says the limits were "
               "missed", flush=True)
-    return {"met_limits": met, "pruned": str(out / "search" / RESULT_FILES[met][0])}
+    chosen = json.loads((out / "search" / "result.json").read_text()).get("chosen")
+    # paths relative to OUT, so that a run directory moved or copied still resumes
+    return {"met_limits": met, "pruned": f"search/{RESULT_FILES[met][0]}", "plan": f"search/{RESULT_FILES[met][1]}",
+            "recovered": "finetune/best.pt", "chosen": chosen}
+
+
+def allocate_and_recover(plan: DemoPlan, out: Path, base: Path, backend: str, seed: int) -> dict:
+    """One cut to base latency / speedup, allocated against the backend's calibrated latency table and re-aimed
+    until its measured latency meets the target, then the whole recovery (KD from the base). A killed run resumes
+    inside the recovery. When the cut misses the target (exit code 3) the demo goes on and says so."""
+    pruned = out / "prune" / "pruned.pt"
+    code = step(["prune", str(base), "-o", str(pruned), "--progressive", "--steps", "1", "--speedup",
+                 str(plan.speedup), "--importance", plan.importance, "--epochs", str(plan.finetune_epochs),
+                 "--data", str(out / "data" / "data.yaml"), "--backend", backend, "--imgsz", str(plan.size),
+                 "--seed", str(seed)] + _timing_flags(backend), accept=(0, EXIT_NO_FEASIBLE))
+    if code:
+        print("# the demo goes on with the model that missed the target; results.json says so", flush=True)
+    state = json.loads((pruned.with_suffix(".progressive") / "progressive.json").read_text())
+    cut = {k: state["steps"][-1][k] for k in ("goal_ms", "predicted_ms", "measured_ms")}
+    return {"met_limits": code == 0, "pruned": "prune/pruned.pt", "plan": "prune/pruned.plan.json",
+            "recovered": "prune/pruned.pt", "chosen": {"cut": cut, "base_ms": state["base_ms"]}}
 
 
 def recover(plan: DemoPlan, out: Path, pruned: Path, base: Path, seed: int) -> None:
@@ -249,20 +283,18 @@ def profile(plan: DemoPlan, out: Path, name: str, backend: str) -> dict:
     return {"params": prof["params"], "GFLOPs": prof["GFLOPs"], "latency_ms": prof["median_ms"]}
 
 
-def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str, seconds: float,
-              smoke: bool = False, met_limits: bool = True, reference: dict | None = None) -> dict:
+def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str, seconds: float, found: dict,
+              smoke: bool = False, reference: dict | None = None) -> dict:
     """results.json / results.md: the base, the dense reference (when trained) and the pruned model; the pruned
-    model's changes against the base and against the reference."""
-    from ..search.report import RESULT_FILES
-
+    model's changes against the base and against the reference. `found`: what the pruning step returned."""
     def row(name: str, m: dict) -> dict:
         return {"model": name, "params": m["params"], "GFLOPs": m["GFLOPs"], "latency_ms": m["latency_ms"],
                 "speedup": base["latency_ms"] / m["latency_ms"], "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"]}
 
-    base_row, pruned_row = row(f"base {plan.model} ({plan.sparsity}, {plan.epochs} ep)", base), row(
+    training = plan.sparsity if plan.method == "search" else "dense"
+    base_row, pruned_row = row(f"base {plan.model} ({training}, {plan.epochs} ep)", base), row(
         f"pruned + KD ({plan.finetune_epochs} ep)", pruned)
     rows = [base_row, pruned_row]
-    search = json.loads((out / "search" / "result.json").read_text())
     gains = {"flops_reduction": 1 - pruned["GFLOPs"] / base["GFLOPs"], "speedup": pruned_row["speedup"],
              "map50_change_points": 100 * (pruned["mAP50"] - base["mAP50"])}
     if reference is not None:
@@ -270,16 +302,18 @@ def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str,
         gains.update(map50_vs_reference_points=100 * (pruned["mAP50"] - reference["mAP50"]),
                      map50_95_vs_reference_points=100 * (pruned["mAP50-95"] - reference["mAP50-95"]))
     timing = "onnxruntime CPU, 1 thread" if backend in ("ort", "onnxruntime") else backend
-    files = {"base checkpoint": "train/best.pt", "base ONNX": "model.onnx", "search": "search/summary.md",
-             "pruned checkpoint": "finetune/best.pt", "pruned ONNX": "pruned.onnx",
-             "plan": f"search/{RESULT_FILES[met_limits][1]}"}
+    files = {"base checkpoint": "train/best.pt", "base ONNX": "model.onnx",
+             "pruned checkpoint": found["recovered"], "pruned ONNX": "pruned.onnx",
+             "plan": found["plan"]}
+    files.update({"search": "search/summary.md"} if plan.method == "search" else
+                 {"cut": "prune/pruned.progressive/progressive.json"})
     if reference is not None:
         files.update({"reference checkpoint": "reference/best.pt", "reference ONNX": "reference.onnx"})
     files.update({f"{n} TensorRT engine": f"{n}.engine" for n in ("model", "pruned", "reference")
                   if (out / f"{n}.engine").is_file()})
     result = {"rows": rows, "gains": gains, "backend": timing, "imgsz": plan.size, "plan": asdict(plan),
-              "search_chosen": search.get("chosen"), "files": files, "seconds": seconds, "smoke_run": smoke,
-              "search_met_limits": met_limits}
+              "chosen": found["chosen"], "files": files, "seconds": seconds, "smoke_run": smoke,
+              "met_limits": found["met_limits"]}
     write_json(out / "results.json", result)
     note = f"\n\n**{SMOKE_NOTE}**" if smoke else ""
     atomic_write_text(out / "results.md", f"# edgeprune demo\n\n{markdown_table(rows)}\n\nlatency: {timing}, "
@@ -289,23 +323,28 @@ def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str,
 
 def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, seed: int = 0,
              backend: str = "ort", exist_ok: bool = False, resume: bool = False, reference: bool = True,
-             model: str = "yolov5n") -> dict:
+             model: str = "yolov5n", method: str = "allocated") -> dict:
     """The whole job in OUT (or the next free OUT2, ...); `resume` continues a killed run from its last step."""
-    plan = replace(QUICK if quick else DemoPlan(), reference=reference, model=model)
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}")
+    plan = replace(QUICK if quick else DemoPlan(), reference=reference, model=model, method=method)
     if epochs is not None:
         plan = replace(plan, epochs=epochs)
     out = run_dir(out, exist_ok, resume)
     out.mkdir(parents=True, exist_ok=True)
     state = RunState(out, {"plan": asdict(plan), "seed": seed, "backend": backend, "quick": quick}, resume)
     print(f"demo run directory: {out}" + (" (resumed)" if resume else ""), flush=True)
-    base_ckpt, pruned_ckpt = out / "train" / "best.pt", out / "finetune" / "best.pt"
+    base_ckpt = out / "train" / "best.pt"
     state.once("data", lambda: make_data(plan, out, seed))
     state.once("train", lambda: train_base(plan, out, seed))
     base = state.once("ship base", lambda: ship(plan, out, "model", base_ckpt))
-    found = state.once("search", lambda: search(plan, out, base_ckpt, onnx_gflops(out / "model.onnx", plan.size),
-                                                backend, seed))
-    state.once("recover", lambda: recover(plan, out, Path(found["pruned"]), base_ckpt, seed))
-    pruned = state.once("ship pruned", lambda: ship(plan, out, "pruned", pruned_ckpt))
+    if plan.method == "search":
+        found = state.once("search", lambda: search(plan, out, base_ckpt, onnx_gflops(out / "model.onnx", plan.size),
+                                                    backend, seed))
+        state.once("recover", lambda: recover(plan, out, out / found["pruned"], base_ckpt, seed))
+    else:
+        found = state.once("prune", lambda: allocate_and_recover(plan, out, base_ckpt, backend, seed))
+    pruned = state.once("ship pruned", lambda: ship(plan, out, "pruned", out / found["recovered"]))
     names = ["model", "pruned"]
     if plan.reference:
         state.once("train reference", lambda: train_reference(plan, out, seed))
@@ -316,7 +355,7 @@ def run_demo(out: str | Path, quick: bool = False, epochs: int | None = None, se
     timed = state.once("profile", lambda: {n: profile(plan, out, n, backend) for n in names})
     reference = {**shipped, **timed["reference"]} if plan.reference else None
     result = summarize(plan, out, {**base, **timed["model"]}, {**pruned, **timed["pruned"]}, backend,
-                       state.elapsed(), quick, found["met_limits"], reference)
+                       state.elapsed(), found, quick, reference)
     from ..report.page import write_report
 
     report = write_report(out)

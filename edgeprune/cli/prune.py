@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="pruned checkpoint (.pt or .safetensors); plan beside it")
     p.add_argument("--ratio", type=float, help="share of all group channels to remove, e.g. 0.5")
     p.add_argument("--plan", help="apply this plan JSON instead of making one")
-    p.add_argument("--importance", default="l1", help="l1, l2, bn, fused or taylor")
+    p.add_argument("--importance", help="l1, l2, bn, fused or taylor (default: l1; taylor with --progressive, "
+                   "whose allocation needs scores comparable across groups: docs/search.md)")
     p.add_argument("--alpha", type=float, default=0.5, help="global vs local weight of the fused importance")
     p.add_argument("--round-to", type=int, default=8, help="kept widths are multiples of this (1: no rounding)")
     p.add_argument("--min-width", type=int, default=8, help="no group keeps fewer channels")
@@ -32,8 +34,8 @@ def register(sub) -> None:
     p.add_argument("--data", help="dataset for taylor importance (gradients on a few training batches)")
     p.add_argument("--batches", type=int, default=4, help="training batches for taylor importance")
     add_skip_bad(p, "skip and count bad labels of --data instead of stopping")
-    p.add_argument("--steps", type=int, help="prune in this many steps, recovering after each (default 1; "
-                   "with --progressive 4)")
+    p.add_argument("--steps", type=int, help="prune in this many steps, recovering after each (default 1: with "
+                   "--progressive one allocated cut and the whole recovery after it beat 4 cuts, docs/search.md)")
     p.add_argument("--assistant-kd", action="store_true", help="with --steps: each step distils from the model "
                    "before it (teacher-assistant chain); without it each step is plainly fine-tuned")
     p.add_argument("--finetune-epochs", type=int, default=5, help="with --steps: recovery epochs per step")
@@ -94,9 +96,11 @@ def prune(args: argparse.Namespace) -> None:
     from ..prune.importance import rankable
     from ..prune.plan import Plan, plan_global, plan_warnings, prune_model
 
-    if args.progressive:
-        return progressive(args)
     args.steps = args.steps or 1
+    if args.progressive:
+        args.importance = args.importance or "taylor"
+        return progressive(args)
+    args.importance = args.importance or "l1"
     if (args.ratio is None) == (args.plan is None):
         raise ValueError("give either --ratio R (make a plan) or --plan FILE (apply one)")
     if args.steps > 1 and not args.data:
@@ -179,7 +183,7 @@ def progressive(args: argparse.Namespace) -> None:
     try:
         predictor = predictor_for(model, shape, raw, args.predict or work / "latency_table.json")
         target = args.target_latency or _speedup_target(work, args.speedup, lambda: settled_ms(model, shape, backend))
-        schedule = Schedule(target, steps=args.steps or 4, epochs=args.epochs, importance=args.importance,
+        schedule = Schedule(target, steps=args.steps, epochs=args.epochs, importance=args.importance,
                             round_to=max(args.round_to, predictor.align), min_width=args.min_width,
                             tolerance=args.tolerance, img_size=args.imgsz, seed=args.seed)
         plan = Plan.load(args.plan) if args.plan else None
@@ -188,6 +192,8 @@ def progressive(args: argparse.Namespace) -> None:
     finally:
         raw.close()
     save_checkpoint(args.out, final, metrics={"pruned_from": model_name(args), "progressive": str(work)})
+    if args.steps == 1:  # one cut: its plan is the whole plan against the base, as `prune --ratio` writes it
+        shutil.copyfile(work / "step1" / "plan.json", Path(args.out).with_suffix(".plan.json"))
     rows = [{"step": r["step"], "goal ms": r["goal_ms"], "asked ms": r["asked_ms"], "predicted ms": r["predicted_ms"],
              "measured ms": r["measured_ms"], "params": r["params"], "GFLOPs": r["GFLOPs"], "epochs": r["epochs"],
              "mAP50": r.get("mAP50"), "mAP50-95": r.get("mAP50-95")} for r in state["steps"]]

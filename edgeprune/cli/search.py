@@ -50,6 +50,9 @@ def register(sub) -> None:
     p.add_argument("--rescore-top", type=int, default=0, metavar="K", help="stage two: the screen's best K trials "
                    "fine-tuned with KD and scored again, the answer the best of them (0: off)")
     p.add_argument("--rescore-iters", type=int, default=24, help="KD iterations of the stage-two fine-tune")
+    p.add_argument("--no-allocated-seed", dest="allocated_seed", action="store_false", help="do not start from "
+                   "the allocated cut (the least Taylor importance per millisecond the latency table saves, to the "
+                   "target: the demo's path, docs/search.md)")
     p.add_argument("--sensitivity", type=float, nargs="*", default=[0.5],
                    help="ratios of the per-scope sensitivity that seeds the first trials (none: skip)")
     add_seed(p)
@@ -81,7 +84,7 @@ def config_from_args(args: argparse.Namespace):
         importance=args.importance, objective=objective, backend=args.backend, threads=args.threads,
         runs=args.runs, predict=args.predict, measure="none" if args.backend == "none" else args.measure,
         val_images=args.val_images, bn_batches=args.bn_batches, rescore_top=args.rescore_top,
-        rescore_iters=args.rescore_iters, sensitivity=list(args.sensitivity),
+        rescore_iters=args.rescore_iters, allocated_seed=args.allocated_seed, sensitivity=list(args.sensitivity),
         seed=args.seed, speedup=args.speedup, skip_bad=args.skip_bad)
 
 

@@ -2,14 +2,16 @@
 
 `write_report(run_dir)` reads what `edgeprune demo` leaves in its run directory:
 
-    results.json              the before/after rows (required)
+    results.json              the before/after rows (required); its `files` name the plan and the pruned checkpoint
     training.png              training curves
-    search/pareto.png         the search's Pareto front
-    search/best.plan.json     the chosen plan: every group's width before, the channels it keeps
+    the cut                   results.json's `chosen.cut`: goal, predicted and measured latency of the allocated cut
+    search/pareto.png         or, for a demo run with `--method search`, the search's Pareto front
+    the plan                  every group's width before, the channels it keeps (prune/pruned.plan.json, or
+                              search/best.plan.json)
     model.onnx, pruned.onnx   timed node by node with onnxruntime's profiler (1 thread)
-    train/best.pt             the base after sparsity training: its BatchNorm |γ|, per layer and all together
+    train/best.pt             (search runs) the base after sparsity training: its BatchNorm |γ|, per layer and all
     train/gamma.png           the training's per-layer γ histograms (folded under the γ summary)
-    data/data.yaml, train/best.pt, finetune/best.pt    detections of both models on 4 validation images
+    data/data.yaml, train/best.pt, the pruned checkpoint    detections of both models on 4 validation images
 
 and writes `report.html`, `report.md` and, under `report/`, the figures (copied or drawn) and `layers.json` (the
 per-node and per-block latency). A missing input other than results.json leaves its section saying what is
@@ -96,18 +98,43 @@ def summary_section(results: dict) -> Section:
     return Section("Before and after", "summary", parts)
 
 
-def widths_section(run_dir: Path) -> Section:
+def cut_section(results: dict) -> Section:
+    """The allocated cut: the latency it aimed at, what the table predicted and what the backend measured."""
+    section = Section("Cut to the target", "cut")
+    chosen = results.get("chosen") or {}
+    cut = chosen.get("cut")
+    if not cut:
+        section.parts.append(Text("No cut record: results.json has no chosen.cut (did the prune step finish?).",
+                                  note=True))
+        return section
+    rows = [{"": "base", "latency (ms)": format_value("latency_ms", chosen.get("base_ms"))},
+            {"": "goal", "latency (ms)": format_value("latency_ms", cut["goal_ms"])},
+            {"": "predicted by the latency table", "latency (ms)": format_value("latency_ms", cut["predicted_ms"])},
+            {"": "measured", "latency (ms)": format_value("latency_ms", cut["measured_ms"])}]
+    met = "met" if results.get("met_limits", True) else "MISSED"
+    section.parts += [Table(rows, id="cut"), Text(
+        f"One cut to the target ({met}): the channels of least Taylor importance per millisecond saved, as the "
+        f"backend's calibrated latency table predicts, re-aimed until the measured latency met the goal; then the "
+        f"whole recovery (KD from the base). The before/after table above is measured again, back to back.")]
+    return section
+
+
+def widths_section(run_dir: Path, results: dict | None = None) -> Section:
     from ..prune.plan import Plan
     from .figures import plot_widths
 
     section = Section("Channels per group", "widths")
-    path = next((run_dir / "search" / name for name in ("best.plan.json", "closest.plan.json")
-                 if (run_dir / "search" / name).is_file()), None)
+    named = ((results or {}).get("files") or {}).get("plan")
+    candidates = [run_dir / named] if named else [run_dir / "search" / n for n in ("best.plan.json",
+                                                                                     "closest.plan.json")]
+    path = next((p for p in candidates if p.is_file()), None)
     if path is None:
-        section.parts.append(Text("No plan: search/best.plan.json is missing (did the search finish?).", note=True))
+        section.parts.append(Text(f"No plan: {candidates[0].relative_to(run_dir)} is missing (did the pruning "
+                                  f"step finish?).", note=True))
         return section
-    if path.name.startswith("closest"):
-        section.parts.append(Text("No trial met the search's hard limits: this is the closest plan.", note=True))
+    if not (results or {}).get("met_limits", True) or path.name.startswith("closest"):
+        section.parts.append(Text("This plan missed the latency target (or the search's hard limits): it is the "
+                                  "closest one.", note=True))
     plan = Plan.load(path)
     groups = list(plan.widths)
     after = [plan.kept_width(g) for g in groups]
@@ -214,12 +241,13 @@ def _gamma_summary(checkpoint: Path, out_png: Path) -> list:
             Image(f"{ASSETS}/gamma_summary.png", "|γ| percentiles per BatchNorm layer and a histogram of all |γ|")]
 
 
-def detections_section(run_dir: Path, imgsz: int, labels: tuple[str, str]) -> Section:
+def detections_section(run_dir: Path, imgsz: int, labels: tuple[str, str], pruned: str = "finetune/best.pt"
+                       ) -> Section:
     from .figures import MAX_LABELED, detection_panels, plot_detections
 
     section = Section("Detections", "detections")
     data_yaml = run_dir / "data" / "data.yaml"
-    checkpoints = [(labels[0], run_dir / "train" / "best.pt"), (labels[1], run_dir / "finetune" / "best.pt")]
+    checkpoints = [(labels[0], run_dir / "train" / "best.pt"), (labels[1], run_dir / pruned)]
     missing = [str(p.relative_to(run_dir)) for p in [data_yaml, *(c for _, c in checkpoints)] if not p.is_file()]
     if missing:
         section.parts.append(Text(f"No detections: {', '.join(missing)} missing.", note=True))
@@ -265,16 +293,19 @@ def write_report(run_dir: str | Path, log=print) -> Path:
     imgsz = int(results.get("imgsz", 320))
     names = [str(r.get("model", "")) for r in results["rows"]]
     labels = (names[0] or "base", names[-1] if len(names) > 1 else "pruned")
+    searched = (results.get("plan") or {}).get("method", "search") == "search"  # runs before 2026-12-07 searched
+    pruned = (results.get("files") or {}).get("pruned checkpoint", "finetune/best.pt")
     sections = [
         summary_section(results),
         Section("Training", "training", _copy(run_dir, "training.png", "training.png", "training curves",
                                               "The demo draws them from train/metrics.csv.")),
         Section("Pareto front", "pareto", _copy(run_dir, "search/pareto.png", "pareto.png",
-                                                "Pareto front of the search", "Did the search run?")),
-        widths_section(run_dir),
+                                                "Pareto front of the search", "Did the search run?"))
+        if searched else cut_section(results),
+        widths_section(run_dir, results),
         latency_section(run_dir, imgsz, labels, log),
-        gamma_section(run_dir),
-        detections_section(run_dir, imgsz, labels),
+        *([gamma_section(run_dir)] if searched else []),  # the sparsity-trained base's γ, which BN importance ranks
+        detections_section(run_dir, imgsz, labels, pruned),
     ]
     sections += [s for s in [_files_section(results)] if s is not None]
     subtitle = _subtitle(results, labels)

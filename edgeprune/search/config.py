@@ -62,6 +62,7 @@ class SearchConfig:
     rescore_iters: int = 24  # KD iterations of that fine-tune
     batch_size: int = 16
     conf_thres: float = 0.01
+    allocated_seed: bool = True  # the first trial: one Taylor-allocated cut to the latency target (sensitivity.py)
     sensitivity: list = field(default_factory=lambda: [0.5])  # ratios; [] skips sensitivity and seeding
     seed: int = 0
     speedup: float | None = None  # latency target as a speed-up over the base model (measured on the backend)

@@ -14,8 +14,9 @@ With a final `plan` (a searched one), the steps are `chain.step_plans` instead: 
 step by step, and the last measurement says whether it meets the target.
 
 Everything lands in `out_dir`: `progressive.json` (the schedule, the base latency, one record per step with its
-aim, predicted and measured latency), `stepK/pruned.pt` (each cut, saved before its recovery) and `stepK/`'s
-training run. A killed run resumes from the last finished step, or inside a step's recovery.
+aim, predicted and measured latency), `stepK/pruned.pt` (each cut, saved before its recovery), `stepK/plan.json`
+(its plan, against the model before the cut) and `stepK/`'s training run. A killed run resumes from the last
+finished step, or inside a step's recovery.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ FORMAT = "edgeprune-progressive"
 @dataclass
 class Schedule:
     target_ms: float
-    steps: int = 4
+    steps: int = 1  # one cut and the whole recovery after it beat 4 cuts on the same budget (docs/search.md)
     epochs: int = 13  # recovery epochs in all (KD from the teacher), split over the steps
-    importance: str = "l1"
+    importance: str = "taylor"  # comparable across groups, which the allocation needs (l1 is rescaled per group)
     taylor_batches: int = 8  # training batches whose gradients score channels, with importance taylor
     round_to: int = 0  # kept widths: multiples of this; 0: the latency table's fast channel block (its align)
     min_width: int = 8
@@ -94,8 +95,9 @@ def progressive_prune(model: nn.Module, teacher: nn.Module | None, spec, backend
             current = load_model(out / rec["checkpoint"]).eval()
             continue
         if rec is None:
-            cut, rec = _cut(current, k, state, schedule, backend, predictor, chain, maps, log, spec)
+            cut, rec, plan_k = _cut(current, k, state, schedule, backend, predictor, chain, maps, log, spec)
             save_checkpoint(out / f"step{k}" / "pruned.pt", cut)
+            plan_k.save(out / f"step{k}" / "plan.json")
             state["steps"].append(rec)
             write_json(out / "progressive.json", state)
         else:
@@ -152,9 +154,9 @@ def _chain(model: nn.Module, plan: Plan, schedule: Schedule, spec) -> list[Plan]
 
 
 def _cut(current: nn.Module, k: int, state: dict, schedule: Schedule, backend, predictor,
-         chain: list[Plan] | None, maps: list[UnitMap], log, spec) -> tuple[nn.Module, dict]:
-    """Step k's pruned model and its record; the last step is re-aimed until its measured latency is within
-    [target · (1 − 2 · tolerance), target · (1 + tolerance)]."""
+         chain: list[Plan] | None, maps: list[UnitMap], log, spec) -> tuple[nn.Module, dict, Plan]:
+    """Step k's pruned model, its record and its plan (against the model before the cut); the last step is
+    re-aimed until its measured latency is within [target · (1 − 2 · tolerance), target · (1 + tolerance)]."""
     shape = (1, 3, schedule.img_size, schedule.img_size)
     example = example_input(current)
     prev = state["steps"][-1] if state["steps"] else {"measured_ms": state["base_ms"],
@@ -164,7 +166,7 @@ def _cut(current: nn.Module, k: int, state: dict, schedule: Schedule, backend, p
     if chain is not None:
         cut = pruned_model(current, chain[k - 1], example)
         predicted, measured = predictor.predict(cut), settled_ms(cut, shape, backend)
-        return cut, _record(k, target, target, predicted, measured, cut, schedule, "plan")
+        return cut, _record(k, target, target, predicted, measured, cut, schedule, "plan"), chain[k - 1]
     groups = find_groups(current, example)
     scores = rankable(_importance(current, groups, schedule, spec), schedule.importance)
     if not maps or not {g.name for g in groups} <= set(maps[0].widths):  # the slopes hold at any width
@@ -179,7 +181,7 @@ def _cut(current: nn.Module, k: int, state: dict, schedule: Schedule, backend, p
         plan = plan_from_widths(groups, scores, alloc.widths, {"mode": "latency-budget", "step": k, "aim_ms": aim})
         cut = pruned_model(current, plan, example)
         predicted, measured = predictor.predict(cut), settled_ms(cut, shape, backend)
-        attempts.append((cut, aim, predicted, measured, alloc))
+        attempts.append((cut, aim, predicted, measured, alloc, plan))
         if lo <= measured <= hi or not alloc.reached or attempt + 1 == tries:
             break
         aim = _next_aim(attempts, target, lo, hi)
@@ -187,11 +189,11 @@ def _cut(current: nn.Module, k: int, state: dict, schedule: Schedule, backend, p
             f"re-aiming ({attempt + 1}/{tries - 1})")
     # the slowest attempt that meets the goal (the most channels kept), else the fastest one
     meets = [a for a in attempts if a[3] <= hi]
-    cut, aim, predicted, measured, alloc = max(meets, key=lambda a: a[3]) if meets else min(attempts,
-                                                                                            key=lambda a: a[3])
+    cut, aim, predicted, measured, alloc, plan = max(meets, key=lambda a: a[3]) if meets else min(
+        attempts, key=lambda a: a[3])
     if not alloc.reached:
         log(f"step {k}: {alloc.reason}")
-    return cut, _record(k, target, aim, predicted, measured, cut, schedule, f"{len(alloc.moves)} moves")
+    return cut, _record(k, target, aim, predicted, measured, cut, schedule, f"{len(alloc.moves)} moves"), plan
 
 
 def _next_aim(attempts: list, target: float, lo: float, hi: float) -> float:

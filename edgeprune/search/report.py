@@ -32,7 +32,8 @@ def trial_rows(study: optuna.Study) -> list[dict]:
         rows.append({"trial": t.number, "map50": a["map50"], "map": a["map"], "latency_ms": a["latency_ms"],
                      "measured_ms": a.get("measured_ms"), "predicted_ms": a.get("predicted_ms"),
                      "gflops": a["flops"] / 1e9, "mparams": a["params"] / 1e6, "values": list(t.values),
-                     "seed": bool(a.get("seed")), "ratios": dict(t.params)})
+                     "seed": a["seed"] if a.get("seed") == "allocated" else bool(a.get("seed")),
+                     "ratios": dict(t.params)})
     return rows
 
 
@@ -71,6 +72,9 @@ def write_report(study: optuna.Study, ctx: SearchContext, log=print) -> dict:
     result: dict = {"base": base, "uniform": uniform, "trials": len(rows), "objective": ctx.objective.to_dict(),
                     "rescored": study.user_attrs.get("rescored", {})}
     table = [_row("base", base, base)] + [_row(f"uniform {u['ratio']}", u, base) for u in uniform]
+    allocated = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if t.user_attrs.get("seed") == "allocated"]
+    table += [_row(f"allocated seed (trial {t.number})", t.user_attrs, base) for t in allocated[:1]]
     if best is not None:
         cand = ctx.evaluator.evaluate(best["ratios"])
         measured = cand.measured_ms if cand.measured_ms is not None else \

@@ -1,18 +1,47 @@
-"""Per-scope sensitivity, and the first trials it seeds.
+"""The search's first trials: the allocated seed, and the seeds per-scope sensitivity makes.
 
-Each scope is pruned alone at a few ratios; the accuracy drop and the latency (or FLOPs) gain against the base
-model say how cheap the scope is to prune. Seeds then prune cheap scopes hard and costly ones lightly, at a few
-levels of aggressiveness, so that a 100-trial search over 60 groups starts near the front instead of at random.
+The allocated seed is the demo's cut (edgeprune.search.allocate, which won the peer benchmark: docs/search.md):
+the channels of least Taylor importance per millisecond the latency table saves, down to the target, written as
+the search's scope ratios. Then each scope is pruned alone at a few ratios; the accuracy drop and the latency (or
+FLOPs) gain against the base model say how cheap the scope is to prune. Seeds then prune cheap scopes hard and
+costly ones lightly, at a few levels of aggressiveness, so that a 100-trial search over 60 groups starts near the
+front instead of at random.
 """
 
 from __future__ import annotations
 
+from torch import nn
 from tqdm import tqdm
 
+from ..models import example_input
+from ..prune.graph import Group
+from ..prune.importance import accumulate_gradients, score_groups
+from .allocate import UnitMap, allocate
 from .objective import Scores
 from .space import SearchSpace
 
-__all__ = ["measure_sensitivity", "seed_trials"]
+__all__ = ["allocated_seed", "measure_sensitivity", "seed_trials"]
+
+
+def allocated_seed(model: nn.Module, groups: list[Group], space: SearchSpace, samples: list, predictor,
+                   target_ms: float, base_ms: float, img_size: int, batches: int = 8) -> dict[str, float]:
+    """Scope ratios of one Taylor-allocated cut to `target_ms` (measured ms; the table's prediction is rescaled by
+    the base's measured / predicted latency, as progressive pruning does). A scope of several groups gets the
+    share of their channels the allocation removes, on the grid, so the seed is exact only with `--scopes groups`."""
+    if target_ms >= base_ms:  # the base meets the target already
+        return {scope: 0.0 for scope in space.scopes}
+    accumulate_gradients(model, samples, img_size, batches)
+    try:
+        scores = score_groups(groups, "taylor")
+    finally:
+        model.zero_grad(set_to_none=True)
+    umap = UnitMap.learn(model, groups, (1, 3, img_size, img_size), example_input(model))
+    aim = target_ms * predictor.predict(umap.units) / base_ms
+    round_to = max(space.round_to, getattr(predictor, "align", 0) or 1)
+    widths = allocate(groups, scores, umap, predictor, aim, round_to, space.min_width).widths
+    width = {g.name: g.width for g in groups}
+    return {scope: space.snap(1 - sum(widths[n] for n in names) / sum(width[n] for n in names))
+            for scope, names in space.scopes.items()}
 
 
 def measure_sensitivity(evaluator, space: SearchSpace, base: Scores, ratios: tuple[float, ...] = (0.5,),

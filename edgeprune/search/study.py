@@ -26,7 +26,7 @@ from .config import SearchConfig
 from .context import SearchContext
 from .objective import Scores
 from .rounds import measures_elsewhere, start_round
-from .sensitivity import measure_sensitivity, seed_trials
+from .sensitivity import allocated_seed, measure_sensitivity, seed_trials
 from .trials import base_scores, counts, resolve_target
 
 __all__ = ["open_storage", "open_study", "prepare", "run_search", "run_worker"]
@@ -111,6 +111,8 @@ def prepare(cfg: SearchConfig, ctx: SearchContext, progress: bool = True, log=pr
         log(f"latency target: {ctx.objective.target_latency_ms:.2f} ms")
     if "uniform" not in study.user_attrs:
         study.set_user_attr("uniform", [{**measured(r), "ratio": r} for r in UNIFORM_BASELINE])
+    if cfg.allocated_seed and "allocated" not in study.user_attrs:
+        _seed_allocated(ctx, study, log)
     if cfg.sensitivity and not study.user_attrs.get("seeded"):
         sens = measure_sensitivity(ev, ctx.space, base_scores(study), tuple(cfg.sensitivity), progress)
         write_json(cfg.run_dir / "sensitivity.json", sens)
@@ -120,6 +122,21 @@ def prepare(cfg: SearchConfig, ctx: SearchContext, progress: bool = True, log=pr
         study.set_user_attr("seeded", True)
         log(f"sensitivity of {len(sens)} scopes measured; {len(seeds)} seed trials queued")
     return study
+
+
+def _seed_allocated(ctx: SearchContext, study: optuna.Study, log) -> None:
+    """Queue the allocated cut (the demo's path) as the study's first trial: it needs a latency table and a
+    latency target; without them the search says so and starts from the other seeds."""
+    target = ctx.objective.target_latency_ms
+    if ctx.predictor is None or not target:
+        log("no allocated seed: it needs a latency target and a latency table (not --measure all / --backend none)")
+        study.set_user_attr("allocated", None)
+        return
+    ratios = allocated_seed(ctx.model, ctx.groups, ctx.space, ctx.train_samples, ctx.predictor, target,
+                            base_scores(study).latency_ms, ctx.cfg.img_size)
+    study.enqueue_trial(ratios, user_attrs={"seed": "allocated"}, skip_if_exists=True)
+    study.set_user_attr("allocated", ratios)
+    log(f"allocated seed queued: {sum(ratios.values()) / len(ratios):.2f} mean scope ratio for {target:.2f} ms")
 
 
 def _surplus(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:

@@ -75,6 +75,7 @@ def test_prune_in_steps_with_teacher_assistants(trained, capsys):
     assert model(example_input(model)) is not None and plan["ratio"] > 0.4
 
 
+@pytest.mark.slow  # 55 s, the table's calibration; the default run builds one in the search's end-to-end test
 def test_profile_predicts_with_a_table_it_builds_once(trained, capsys):
     ckpt, lut = str(trained / "run/best.pt"), trained / "lut.json"
     argv = ["profile", ckpt, "--imgsz", "64", "--runs", "10", "--warmup", "2", "--threads", "1",

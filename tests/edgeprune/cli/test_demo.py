@@ -19,17 +19,22 @@ def results(out):
     return json.loads((out / "results.json").read_text())
 
 
+COMMON = ("data/data.yaml", "train/best.pt", "model.onnx", "pruned.onnx", "model_profile.json",
+          "pruned_profile.json", "reference/best.pt", "reference.onnx", "reference_profile.json", "results.md",
+          "report.html", "report.md", "report/layers.json", "report/detections.png", "report/widths.png")
+
+
 def test_every_step_leaves_its_files(demo):
-    met = results(demo)["search_met_limits"]  # 4 trials of a smoke run may miss the limits: the closest plan then
-    chosen = ("search/best.plan.json", "search/pruned.pt") if met else ("search/closest.plan.json",
-                                                                         "search/closest.pt")
-    assert results(demo)["files"]["plan"] == chosen[0]
-    for name in ("data/data.yaml", "train/best.pt", "train/gamma.png", "train/sparsity.json", "model.onnx",
-                 "search/result.json", "search/pareto.png", *chosen, "finetune/best.pt", "pruned.onnx",
-                 "model_profile.json", "pruned_profile.json", "reference/best.pt", "reference.onnx",
-                 "reference_profile.json", "results.md",
-                 "report.html", "report.md", "report/layers.json", "report/detections.png", "report/widths.png"):
+    r = results(demo)
+    assert r["plan"]["method"] == "allocated" and r["files"]["plan"] == "prune/pruned.plan.json"
+    for name in (*COMMON, "prune/pruned.pt", "prune/pruned.plan.json", "prune/pruned.progressive/progressive.json",
+                 "prune/pruned.progressive/step1/plan.json"):
         assert (demo / name).stat().st_size > 0, name
+    # the allocated path trains the base densely and searches nothing
+    assert not (demo / "train" / "sparsity.json").exists() and not (demo / "search").exists()
+    cut = json.loads((demo / "prune/pruned.progressive/progressive.json").read_text())["steps"]
+    assert len(cut) == 1 and r["chosen"]["cut"]["measured_ms"] == cut[0]["measured_ms"]
+    assert r["met_limits"] == (cut[0]["measured_ms"] <= cut[0]["goal_ms"] * 1.02)
 
 
 def test_results_come_from_the_step_outputs(demo):
@@ -49,7 +54,7 @@ def test_results_come_from_the_step_outputs(demo):
     epochs = [line.split(",")[0] for line in (demo / "reference" / "metrics.csv").read_text().splitlines()[1:]]
     plan = r["plan"]
     assert epochs[-1] == str(plan["epochs"] + plan["finetune_epochs"])
-    assert (demo / "train" / "sparsity.json").is_file() and not (demo / "reference" / "sparsity.json").exists()
+    assert not (demo / "reference" / "sparsity.json").exists()
     assert r["gains"]["map50_vs_reference_points"] == pytest.approx(100 * (pruned["mAP50"] - reference["mAP50"]))
 
 
@@ -68,8 +73,10 @@ def test_report_renders_with_its_images(demo):
     try:
         driver.get((demo / "report.html").as_uri())
         images = driver.execute_script("return Array.from(document.images).map(i => i.complete && i.naturalWidth)")
-        # training, pareto, widths, layers, γ summary, γ histograms (folded), detections
-        assert len(images) == 7 and all(images), images
+        # training, widths, layers, detections (the cut is a table; no γ section without sparsity training)
+        assert len(images) == 4 and all(images), images
+        assert table((demo / "report.html").read_text(), "cut")[-1][1] == format_value(
+            "latency_ms", results(demo)["chosen"]["cut"]["measured_ms"])
     finally:
         driver.quit()
 
@@ -131,7 +138,7 @@ def test_resume_continues_a_killed_demo_from_its_last_finished_step(demo, tmp_pa
     capsys.readouterr()
     assert main(["demo", "--quick", "--out", str(out), "--resume"]) == 0
     printed = capsys.readouterr().out
-    for skipped in ("data", "train", "ship base", "search", "recover", "ship pruned"):
+    for skipped in ("data", "train", "ship base", "prune", "ship pruned"):
         assert f"# {skipped}: done in an earlier sitting, skipped" in printed
     assert "$ edgeprune train" not in printed and "$ edgeprune profile" in printed
     assert (out / "report.html").is_file() and "report" in json.loads((out / STATE).read_text())["steps"]
@@ -144,3 +151,19 @@ def test_resume_with_other_settings_is_refused(demo, tmp_path, capsys):
     shutil.copytree(demo, out)
     assert main(["demo", "--quick", "--out", str(out), "--resume", "--seed", "7"]) == 2
     assert "other settings (seed)" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # 2 min: the default path above keeps every shared step in the default run
+def test_quick_demo_with_the_search(tmp_path):
+    """`--method search`: the base trained with BN sparsity, the latency search, KD; the report shows its front."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--method", "search", "--out", str(out), "--no-reference"]) == 0
+    r = results(out)
+    met = r["met_limits"]  # 4 trials of a smoke run may miss the limits: the closest plan then
+    chosen = ("search/best.plan.json", "search/pruned.pt") if met else ("search/closest.plan.json",
+                                                                         "search/closest.pt")
+    assert r["plan"]["method"] == "search" and r["files"]["plan"] == chosen[0]
+    for name in ("train/gamma.png", "train/sparsity.json", "search/result.json", "search/pareto.png", *chosen,
+                 "finetune/best.pt", "report/pareto.png", "report/gamma_summary.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert r["files"]["pruned checkpoint"] == "finetune/best.pt" and "bn-l1" in r["rows"][0]["model"]

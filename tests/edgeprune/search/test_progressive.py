@@ -6,12 +6,14 @@ import pytest
 import torch
 
 import edgeprune.search.progressive as progressive
+from edgeprune.checkpoint import load_model
 from edgeprune.data.formats import load_dataset
 from edgeprune.data.synth import synthesize
 from edgeprune.latency import get_backend, measure
 from edgeprune.latency.calibrate import predictor_for
 from edgeprune.latency.layers import decompose
-from edgeprune.models import create_model
+from edgeprune.models import create_model, example_input
+from edgeprune.prune.plan import Plan, pruned_model
 from edgeprune.search.progressive import Schedule, progressive_prune
 from tests.edgeprune.latency.test_predictor import FlopsBackend
 
@@ -54,13 +56,14 @@ def setup(data):
 
 
 @pytest.fixture()
-def fake(data):
+def fake(data, unit_maps_once):
     """A deterministic device (latency ∝ FLOPs, 10 % above the table's figure) for the schedule's bookkeeping."""
     return _model(), data[1], FlopsBackend(scale=1.1e-6), MacsTable()
 
 
 def _schedule(base_ms: float, **kw) -> Schedule:
-    return Schedule(target_ms=0.7 * base_ms, steps=2, epochs=2, img_size=IMG, batch_size=4, **kw)
+    kw = {"steps": 2, "epochs": 2, "importance": "l1", **kw}
+    return Schedule(target_ms=0.7 * base_ms, img_size=IMG, batch_size=4, **kw)
 
 
 @pytest.mark.slow  # 2.5 min: the latency table's calibration alone is 75 s on this 2-core CPU
@@ -108,6 +111,12 @@ def test_a_killed_schedule_resumes_from_the_last_finished_step(fake, tmp_path, m
     assert [(s["step"], s["done"]) for s in state["steps"]] == [(1, True), (2, True)]
     assert (tmp_path / "step1" / "metrics.csv").read_text() == step1  # step 1 was not trained again
     assert (tmp_path / "step2" / "last.pt").is_file()
+    # each cut's plan, against the model before it, rebuilds that cut
+    plan = Plan.load(tmp_path / "step1" / "plan.json")
+    assert plan.kept < plan.total and (tmp_path / "step2" / "plan.json").is_file()
+    rebuilt = pruned_model(model, plan, example_input(model))
+    cut = load_model(tmp_path / "step1" / "pruned.pt")
+    assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in cut.parameters()]
 
 
 def test_taylor_importance_scores_each_cut_on_its_own_gradients(fake, tmp_path, monkeypatch):

@@ -74,11 +74,16 @@ def test_cli_search_end_to_end_with_measured_latency(base, capsys):
     chosen = res["chosen"]
     assert 0 < chosen["latency_ms"] <= 100 and chosen["flops"] <= res["base"]["flops"]
     assert chosen["predicted_ms"] > 0
-    assert "search (trial" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "search (trial" in printed and "allocated seed (trial 0)" in printed
+    assert any(r["model"] == "allocated seed (trial 0)" for r in res["table"])
     # the predictor answered every trial (the untrained model's mAP is ~0 everywhere, so whether a trial is
     # measured depends on its predicted latency alone: tests/edgeprune/search/test_candidate.py checks the policy)
-    _, trials = completed(SearchConfig.load(out / "search.json"))
+    study, trials = completed(SearchConfig.load(out / "search.json"))
     assert all(t.user_attrs["predicted_ms"] > 0 for t in trials)
+    # the first trial is the allocated cut; at a target the base already meets it cuts nothing
+    assert trials[0].user_attrs["seed"] == "allocated" and set(trials[0].params.values()) == {0.0}
+    assert study.user_attrs["allocated"] == trials[0].params
     # the same command again resumes a finished study: nothing new is run
     assert main(argv) == 0
     assert len(completed(SearchConfig.load(out / "search.json"))[1]) == 8
