@@ -17,7 +17,9 @@ from the same dense base:
   (b) modelopt-fastnas       NVIDIA ModelOpt FastNAS under a FLOPs limit (or the error that stops it here)
   (c) narrow                 a narrower yolov5 trained from scratch for E + R epochs
   (d) input                  the dense base at a smaller input size
-  (e) edgeprune              bn-l1 sparsity training, search with the latency objective, KD (the demo's path)
+  (e) edgeprune              bn-l1 sparsity training, search with the latency objective, KD (`demo --method
+                             search`; since 2026-12-07 the search's first trial is the allocated cut, which the
+                             yolov5n table's rows e-g ran without)
   (f) edgeprune-flops        the search with a FLOPs cap (the FLOPs of (a) at the target), same recovery
   (g) edgeprune-rescored     (e) with the two-stage score: its 8 best trials fine-tuned for 24 KD iterations and
                              scored again (edgeprune.search.rescore), the answer the best of them

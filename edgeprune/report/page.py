@@ -114,8 +114,10 @@ def cut_section(results: dict) -> Section:
     met = "met" if results.get("met_limits", True) else "MISSED"
     section.parts += [Table(rows, id="cut"), Text(
         f"One cut to the target ({met}): the channels of least Taylor importance per millisecond saved, as the "
-        f"backend's calibrated latency table predicts, re-aimed until the measured latency met the goal; then the "
-        f"whole recovery (KD from the base). The before/after table above is measured again, back to back.")]
+        f"backend's calibrated latency table predicts (its figures drift from the backend's; the cut aims at the "
+        f"goal rescaled by the base's predicted / measured latency), re-aimed up to 3 times until the measured "
+        f"latency meets the goal; then the whole recovery (KD from the base). The before/after table above is "
+        f"measured again, back to back.")]
     return section
 
 
