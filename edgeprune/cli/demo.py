@@ -108,8 +108,7 @@ QUICK = DemoPlan(train=48, val=16, size=256, epochs=2, batch=16, eval_every=1, s
 STATE = "demo.json"  # the run's settings and its finished steps, for --resume
 # what an earlier run left in a reused directory (--exist-ok): removed before a new run, so no file mixes two runs
 STALE = ("results.json", "results.md", "report.html", "report.md", "report", "data", "train", "prune", "search",
-         "finetune",
-         "reference", "model.onnx", "pruned.onnx", "reference.onnx", "model.engine", "pruned.engine",
+         "finetune", "reference", "model.onnx", "pruned.onnx", "reference.onnx", "model.engine", "pruned.engine",
          "reference.engine", "training.png")
 
 
@@ -244,8 +243,8 @@ def allocate_and_recover(plan: DemoPlan, out: Path, base: Path, backend: str, se
         print("# the demo goes on with the model that missed the target; results.json says so", flush=True)
     state = json.loads((pruned.with_suffix(".progressive") / "progressive.json").read_text())
     cut = {k: state["steps"][-1][k] for k in ("goal_ms", "predicted_ms", "measured_ms")}
-    return {"met_limits": code == 0, "pruned": "prune/pruned.pt", "plan": "prune/pruned.plan.json",
-            "recovered": "prune/pruned.pt", "chosen": {"cut": cut, "base_ms": state["base_ms"]}}
+    return {"met_limits": code == 0, "plan": "prune/pruned.plan.json", "recovered": "prune/pruned.pt",
+            "chosen": {"cut": cut, "base_ms": state["base_ms"]}}
 
 
 def recover(plan: DemoPlan, out: Path, pruned: Path, base: Path, seed: int) -> None:

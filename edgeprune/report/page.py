@@ -121,12 +121,12 @@ def cut_section(results: dict) -> Section:
     return section
 
 
-def widths_section(run_dir: Path, results: dict | None = None) -> Section:
+def widths_section(run_dir: Path, results: dict) -> Section:
     from ..prune.plan import Plan
     from .figures import plot_widths
 
     section = Section("Channels per group", "widths")
-    named = ((results or {}).get("files") or {}).get("plan")
+    named = (results.get("files") or {}).get("plan")
     candidates = [run_dir / named] if named else [run_dir / "search" / n for n in ("best.plan.json",
                                                                                      "closest.plan.json")]
     path = next((p for p in candidates if p.is_file()), None)
@@ -134,7 +134,7 @@ def widths_section(run_dir: Path, results: dict | None = None) -> Section:
         section.parts.append(Text(f"No plan: {candidates[0].relative_to(run_dir)} is missing (did the pruning "
                                   f"step finish?).", note=True))
         return section
-    if not (results or {}).get("met_limits", True) or path.name.startswith("closest"):
+    if not results.get("met_limits", True) or path.name.startswith("closest"):
         section.parts.append(Text("This plan missed the latency target (or the search's hard limits): it is the "
                                   "closest one.", note=True))
     plan = Plan.load(path)
