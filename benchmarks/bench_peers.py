@@ -344,6 +344,8 @@ def main() -> None:
     ap.add_argument("--out", help="JSON (default benchmarks/results/peers.json, peers_<model>.json for others)")
     ap.add_argument("--smoke", action="store_true", help="every row at tiny sizes, to check the script")
     ap.add_argument("--only", default="abcdefghi", help="the rows to run, by letter (f needs a: its FLOPs cap)")
+    ap.add_argument("--targets", help="comma-separated targets to run in this sitting (e.g. yolov5n); the other "
+                    "targets' tables are kept from the existing JSON as they were")
     args = ap.parse_args()
     if "f" in args.only and "a" not in args.only:
         ap.error("--only: row f is capped at the FLOPs of row a (Torch-Pruning L1 at the target): add a")
@@ -371,7 +373,14 @@ def main() -> None:
               "targets": {}, "complete": False}
     out = Path(args.out or f"benchmarks/results/peers{'' if args.model == 'yolov5s' else '_' + args.model}"
                f"{'_smoke' if args.smoke else ''}.json")
-    for tname, speedup in targets.items():  # written after each target, so a long run shows its first table early
+    chosen = args.targets.split(",") if args.targets else list(targets)
+    if set(chosen) - set(targets):
+        ap.error(f"--targets: {', '.join(sorted(set(chosen) - set(targets)))} not among {', '.join(targets)}")
+    if args.targets and out.is_file():  # each target's table has its own final pass: the others stay valid
+        kept = json.loads(out.read_text()).get("targets", {})
+        result["targets"] = {t: kept[t] for t in targets if t in kept and t not in chosen}
+    for tname in chosen:  # written after each target, so a long run shows its first table early
+        speedup = targets[tname]
         rows = refs + target_rows(bench, tname, speedup, base)
         final_latency(bench, rows)
         target = next(x["latency_ms"] for x in rows if x["name"] == "base") / speedup  # in the final pass's ms
