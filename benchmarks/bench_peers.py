@@ -27,6 +27,9 @@ from the same dense base:
                              budgeted cuts during the same R epochs of KD, the last re-aimed until its measured
                              latency meets the target
   (i) edgeprune-allocated    the same with --steps 1: one Taylor-allocated cut to the target, then the R epochs
+  (j) edgeprune-alloc-flops  (i) with `--cost flops`: channels priced by the FLOPs they save instead of the latency
+                             table's milliseconds, the cut still re-aimed until its measured latency meets the
+                             target (the FLOPs-objective control of (i), as (f) is of (e))
 
 ModelOpt row: `pip install -c constraints.txt nvidia-modelopt huggingface_hub` and then
 `pip install --no-deps torchprofile==0.0.4` (ModelOpt 0.47 imports huggingface_hub without declaring it, and its
@@ -198,6 +201,8 @@ def target_rows(bench: Bench, tname: str, speedup: float, base) -> list[dict]:
         rows += progressive_rows(bench, tname, speedup, steps=4)
     if "i" in only:
         rows += progressive_rows(bench, tname, speedup, steps=1)
+    if "j" in only:
+        rows += progressive_rows(bench, tname, speedup, steps=1, cost="flops")
     return rows
 
 
@@ -285,13 +290,15 @@ def edgeprune_rows(bench: Bench, tname: str, speedup: float, base, rows: list[di
     return out
 
 
-def progressive_rows(bench: Bench, tname: str, speedup: float, steps: int) -> list[dict]:
+def progressive_rows(bench: Bench, tname: str, speedup: float, steps: int, cost: str = "latency") -> list[dict]:
     """(h) the dense base pruned in `steps` latency-budgeted cuts with Taylor importance (edgeprune.search.progressive)
-    through the CLI, as a user runs it; (i) the same allocation in one cut (steps 1) with the whole recovery after it.
-    One latency table for every seed (WORK/progressive-table.json)."""
+    through the CLI, as a user runs it; (i) the same allocation in one cut (steps 1) with the whole recovery after it;
+    (j) (i) priced in FLOPs. One latency table for every seed (WORK/progressive-table.json)."""
     r = bench.r
     name = f"{tname}-progressive-taylor" if steps > 1 else f"{tname}-allocated-taylor"
     method = "(h) edgeprune-progressive" if steps > 1 else "(i) edgeprune-allocated"
+    if cost == "flops":
+        name, method = f"{tname}-allocated-flops", "(j) edgeprune-alloc-flops"
 
     def make(s: int):
         out = bench.work / f"{name}-s{s}.pt"
@@ -299,12 +306,13 @@ def progressive_rows(bench: Bench, tname: str, speedup: float, steps: int) -> li
             code = cli(["prune", str(bench.work / "base" / "last.pt"), "-o", str(out), "--progressive",
                         "--speedup", f"{speedup:.4f}", "--data", str(bench.data), "--backend", "ort", "--threads", "1",
                         "--steps", str(steps), "--epochs", str(r["recovery"]), "--seed", str(s), "--imgsz",
-                        str(bench.img), "--importance", "taylor",
+                        str(bench.img), "--importance", "taylor", "--cost", cost,
                         "--predict", str(bench.work / "progressive-table.json")])
             if code not in (0, 3):  # 3: saved, but its measured latency missed the target (the final pass says)
                 raise RuntimeError(f"edgeprune prune --progressive failed with exit code {code}")
         state = json.loads((out.with_suffix(".progressive") / "progressive.json").read_text())
         return load_model(out).eval(), {"method": method, "training": f"{r['recovery']} ep KD", "importance": "taylor",
+                                        "cost": cost,
                                         "steps": [{k: x[k] for k in ("goal_ms", "predicted_ms", "measured_ms")}
                                                   for x in state["steps"]]}
 
@@ -343,7 +351,7 @@ def main() -> None:
     ap.add_argument("--work", default="runs/bench-peers")
     ap.add_argument("--out", help="JSON (default benchmarks/results/peers.json, peers_<model>.json for others)")
     ap.add_argument("--smoke", action="store_true", help="every row at tiny sizes, to check the script")
-    ap.add_argument("--only", default="abcdefghi", help="the rows to run, by letter (f needs a: its FLOPs cap)")
+    ap.add_argument("--only", default="abcdefghij", help="the rows to run, by letter (f needs a: its FLOPs cap)")
     ap.add_argument("--targets", help="comma-separated targets to run in this sitting (e.g. yolov5n); the other "
                     "targets' tables are kept from the existing JSON as they were")
     args = ap.parse_args()

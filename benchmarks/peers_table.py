@@ -31,7 +31,8 @@ def summarize(rows: list[dict], target: float) -> list[dict]:
     return table
 
 
-OURS = ("(e)", "(g)", "(h)", "(i)")  # edgeprune's candidates for its best path; (f) is the FLOPs-objective control
+OURS = ("(e)", "(g)", "(h)", "(i)")  # edgeprune's candidates for its best path
+CONTROLS = ("(f)", "(j)")  # the FLOPs-objective controls of (e) and (i): edgeprune too, so not "other methods"
 
 
 def _spread(line: dict) -> float:
@@ -50,7 +51,7 @@ def verdict(table: list[dict], target: float, tol: float = 0.03) -> dict:
     fast = [f"{x['method']} ({x['vs target']})" for x in meets if x["latency_ms"] < (1 - tol) * target]
     mine = [x for x in meets if x["method"].startswith(OURS)]
     ours = max(mine, key=lambda x: x["mAP50-95"]) if mine else None
-    others = [x for x in meets if not x["method"].startswith((*OURS, "(f)"))]
+    others = [x for x in meets if not x["method"].startswith(OURS + CONTROLS)]
     out = {"meets_target": [x["method"] for x in meets], "missed_target": missed, "outside_window": fast}
     if not others or ours is None:
         out["text"] = ("edgeprune (e), (g), (h) and (i) missed the target" if ours is None

@@ -51,6 +51,9 @@ def register(sub) -> None:
     g.add_argument("--teacher", help="KD teacher (default: the checkpoint itself)")
     g.add_argument("--predict", help="latency table JSON (built and saved there when missing; default beside "
                    "--out)")
+    g.add_argument("--cost", choices=("latency", "flops"), default="latency", help="what a removed channel saves: "
+                   "milliseconds on the target's latency table, or FLOPs (the FLOPs objective, to compare with; "
+                   "every cut is still measured and re-aimed to the target)")
     g.add_argument("--tolerance", type=float, default=0.02, help="the final latency may exceed the target by this")
     g.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=prune)
@@ -162,6 +165,7 @@ def progressive(args: argparse.Namespace) -> None:
     from ..data.formats import load_dataset
     from ..latency import CachedBackend, LatencyCache, get_backend, timing_options
     from ..latency.calibrate import predictor_for
+    from ..latency.flops import FlopsPredictor
     from ..prune.plan import Plan
     from ..search.progressive import Schedule, progressive_prune, settled_ms
 
@@ -181,11 +185,14 @@ def progressive(args: argparse.Namespace) -> None:
     backend = CachedBackend(raw, LatencyCache(work / "latency.sqlite"))
     shape = (1, 3, args.imgsz, args.imgsz)
     try:
-        predictor = predictor_for(model, shape, raw, args.predict or work / "latency_table.json")
+        if args.cost == "flops":  # latency taken as proportional to FLOPs, scaled on the base's measurement
+            predictor = FlopsPredictor.fit(model, shape, settled_ms(model, shape, backend), align=args.round_to)
+        else:
+            predictor = predictor_for(model, shape, raw, args.predict or work / "latency_table.json")
         target = args.target_latency or _speedup_target(work, args.speedup, lambda: settled_ms(model, shape, backend))
         schedule = Schedule(target, steps=args.steps, epochs=args.epochs, importance=args.importance,
                             round_to=max(args.round_to, predictor.align), min_width=args.min_width,
-                            tolerance=args.tolerance, img_size=args.imgsz, seed=args.seed)
+                            tolerance=args.tolerance, img_size=args.imgsz, seed=args.seed, cost=args.cost)
         plan = Plan.load(args.plan) if args.plan else None
         final, state = progressive_prune(model, teacher, spec, backend, predictor, schedule, work, plan,
                                          progress=True)

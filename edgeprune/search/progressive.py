@@ -57,6 +57,7 @@ class Schedule:
     batch_size: int = 16
     lr0: float = 0.002
     seed: int = 0
+    cost: str = "latency"  # what the predictor prices: latency (the target's table) or flops (for comparison)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -120,7 +121,8 @@ def _load_state(out: Path, schedule: Schedule) -> dict:
         state = json.loads(path.read_text())
     except ValueError as e:
         raise ValueError(f"{path}: cannot read the schedule's state ({e}); move it away to start again") from None
-    if state.get("format") != FORMAT or state.get("schedule") != asdict(schedule):
+    saved = {"cost": "latency", **state.get("schedule", {})}  # states written before --cost existed
+    if state.get("format") != FORMAT or saved != asdict(schedule):
         raise ValueError(f"{path}: this directory holds a schedule made with other settings "
                          f"({state.get('schedule')}); resume with the same settings or choose another output")
     return state

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgeprune.latency.flops import FlopsPredictor
 from edgeprune.latency.layers import decompose
 from edgeprune.models import create_model, example_input
 from edgeprune.prune.graph import find_groups
@@ -65,13 +66,16 @@ def test_the_unit_map_predicts_the_units_of_a_pruned_model(name):
     assert any((u.cin, u.cout) != (b.cin, b.cout) for u, b in zip(real, umap.units))  # something did change
 
 
-def test_the_greedy_removes_the_cheapest_importance_per_millisecond_first():
+@pytest.mark.parametrize("price", ["latency", "flops"])
+def test_the_greedy_removes_the_cheapest_importance_per_millisecond_first(price):
+    """The replay holds for any price: a latency table, or FLOPs (`prune --progressive --cost flops`)."""
     torch.manual_seed(0)
     model = Chain().eval()
     example = torch.zeros(SHAPE)
     groups = find_groups(model, example)
     scores = rankable(score_groups(groups, "l1"), "l1")
-    table = FlopsTable({"c.0": 10.0})  # layer c is slow on this "device": its input and output channels are dear
+    # on the latency table's "device" layer c is slow: its input and output channels are dear
+    table = FlopsTable({"c.0": 10.0}) if price == "latency" else FlopsPredictor(SHAPE)
     umap = UnitMap.learn(model, groups, SHAPE, example)
     start = table.predict(model)
     alloc = allocate(groups, scores, umap, table, 0.5 * start, round_to=8, min_width=8)
@@ -94,8 +98,8 @@ def test_the_greedy_removes_the_cheapest_importance_per_millisecond_first():
     # it stopped at the first state under the budget
     before = alloc.predicted_ms + alloc.moves[-1][3]
     assert before > 0.5 * start
-    first = alloc.moves[0][0]
-    assert first == next(g.name for g in groups if g.root.name == "c.0")  # the slow layer's outputs went first
+    first, slow = alloc.moves[0][0], next(g.name for g in groups if g.root.name == "c.0")
+    assert (first == slow) == (price == "latency")  # the slow layer's outputs went first only where it is slow
 
 
 def test_a_budget_below_the_smallest_widths_is_reported():

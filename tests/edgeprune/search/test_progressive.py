@@ -1,6 +1,7 @@
 """Progressive latency-budgeted pruning on the real onnxruntime backend: the schedule meets its target, logs the
 predicted and measured latency of every step, and a run killed mid-schedule resumes from the last finished step."""
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from edgeprune.data.formats import load_dataset
 from edgeprune.data.synth import synthesize
 from edgeprune.latency import get_backend, measure
 from edgeprune.latency.calibrate import predictor_for
-from edgeprune.latency.layers import decompose
+from edgeprune.latency.flops import FlopsPredictor
 from edgeprune.models import create_model, example_input
 from edgeprune.prune.plan import Plan, pruned_model
 from edgeprune.search.progressive import Schedule, progressive_prune
@@ -19,23 +20,14 @@ from tests.edgeprune.latency.test_predictor import FlopsBackend
 
 pytest.importorskip("onnxruntime")
 IMG = 160  # at 96 px a yolov5n's onnxruntime latency is mostly fixed overhead: no cut reaches 0.7x
-
-
-class MacsTable:
-    """A stand-in latency table: a model's conv MACs (millions) at IMG, read from its units."""
-
-    align = 8
-
-    def predict(self, model_or_units) -> float:
-        units = model_or_units if isinstance(model_or_units, list) else decompose(model_or_units, (1, 3, IMG, IMG))
-        return sum(u.cin * u.cout * u.attrs["h"] * u.attrs["w"] * u.attrs["kernel"][0] * u.attrs["kernel"][1]
-                   for u in units if u.op == "conv") / 1e6
+MACS = FlopsPredictor((1, 3, IMG, IMG), ms_per_gflop=500.0)  # a stand-in latency table: conv MACs in millions
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("progressive")
-    return root, load_dataset(synthesize(root / "data", 8, 4, size=IMG, seed=5, progress=False))
+    yaml = synthesize(root / "data", 8, 4, size=IMG, seed=5, progress=False)
+    return root, load_dataset(yaml), yaml
 
 
 def _model():
@@ -46,7 +38,7 @@ def _model():
 @pytest.fixture(scope="module")
 def setup(data):
     """The real thing: onnxruntime on this CPU and a latency table calibrated on it."""
-    root, spec = data
+    root, spec, _ = data
     model = _model()
     backend = get_backend("ort", threads=1, runs=20, warmup=5)
     predictor = predictor_for(model, (1, 3, IMG, IMG), backend, root / "table.json", levels=(0.5, 1.0),
@@ -58,7 +50,7 @@ def setup(data):
 @pytest.fixture()
 def fake(data, unit_maps_once):
     """A deterministic device (latency ∝ FLOPs, 10 % above the table's figure) for the schedule's bookkeeping."""
-    return _model(), data[1], FlopsBackend(scale=1.1e-6), MacsTable()
+    return _model(), data[1], FlopsBackend(scale=1.1e-6), MACS
 
 
 def _schedule(base_ms: float, **kw) -> Schedule:
@@ -142,6 +134,36 @@ def test_other_settings_in_the_same_directory_are_refused(fake, tmp_path):
                                                            "steps": []}))
     with pytest.raises(ValueError, match="other settings"):
         progressive_prune(model, model, spec, backend, predictor, _schedule(1.0), tmp_path, log=lambda s: None)
+
+
+def test_a_state_written_before_the_cost_setting_resumes_and_another_cost_is_refused(tmp_path):
+    schedule = _schedule(1.0)
+    old = {k: v for k, v in asdict(schedule).items() if k != "cost"}
+    (tmp_path / "progressive.json").write_text(json.dumps({"format": progressive.FORMAT, "schedule": old,
+                                                           "steps": []}))
+    assert progressive._load_state(tmp_path, schedule)["steps"] == []
+    with pytest.raises(ValueError, match="other settings"):
+        progressive._load_state(tmp_path, _schedule(1.0, cost="flops"))
+
+
+@pytest.mark.slow  # 50 s: real measurements of the base and of every try of the cut
+def test_priced_in_flops_the_cli_cut_meets_the_measured_target_without_a_latency_table(data, tmp_path, capsys):
+    """`--cost flops`, the FLOPs-objective control: no table is built, the cut is measured and re-aimed on the real
+    onnxruntime backend like a latency-priced one, and the schedule records its cost."""
+    from edgeprune.checkpoint import save_checkpoint
+    from edgeprune.cli import main
+
+    save_checkpoint(tmp_path / "base.pt", _model())
+    out = tmp_path / "cut.pt"
+    code = main(["prune", str(tmp_path / "base.pt"), "-o", str(out), "--progressive", "--cost", "flops",
+                 "--speedup", "1.4", "--data", str(data[2]), "--epochs", "1", "--imgsz", str(IMG)])
+    state = json.loads((tmp_path / "cut.progressive" / "progressive.json").read_text())
+    assert code == 0 and state["met"] and state["schedule"]["cost"] == "flops", capsys.readouterr().out
+    assert not (tmp_path / "cut.progressive" / "latency_table.json").exists()
+    step = state["steps"][0]
+    assert step["measured_ms"] <= state["base_ms"] / 1.4 * 1.02
+    # the FLOPs predictor reads in the base's milliseconds: the base is predicted as measured
+    assert state["base_predicted_ms"] == pytest.approx(state["base_ms"], rel=0.05)
 
 
 @pytest.mark.parametrize("extra, says", [([], "--target-latency MS or --speedup S"),
