@@ -95,7 +95,7 @@ class DemoPlan:
     finetune_epochs: int = 13
     profile_runs: int = 200
     # the fair yardstick for "loss": the same model trained densely for as many epochs as the pruned one had in all
-    # (epochs + finetune_epochs); the sparsity-trained base is weaker than that (benchmarks/bench_peers.py)
+    # (the dense base + finetune_epochs; from scratch on the search path, whose sparsity-trained base is weaker)
     reference: bool = True
 
 
@@ -201,12 +201,20 @@ def train_base(plan: DemoPlan, out: Path, seed: int) -> None:
 
 
 def train_reference(plan: DemoPlan, out: Path, seed: int) -> None:
-    """The dense reference: no sparsity, epochs + finetune_epochs in one run (resumable like the base)."""
-    run = out / "reference"
+    """The dense reference, trained as long as the pruned model was in all (epochs + finetune_epochs; resumable).
+    The default path prunes the dense base, so its reference is that base fine-tuned for the recovery's epochs
+    (bench_peers' "base + R epochs"); the search path's base is sparsity-trained, so its reference is trained
+    densely from scratch for the whole length."""
+    run, data = out / "reference", str(out / "data" / "data.yaml")
+    resume = ["--resume"] if (run / "last.pt").is_file() else []
+    if plan.method != "search":
+        step(["finetune", str(out / "train" / "best.pt"), "--data", data, "--epochs", str(plan.finetune_epochs),
+              "--batch", str(plan.batch), "--eval-every", str(plan.finetune_epochs), "--imgsz", str(plan.size), "--seed", str(seed),
+              "--out", str(run)] + resume)
+        return
     epochs = plan.epochs + plan.finetune_epochs
-    step(["train", "--data", str(out / "data" / "data.yaml"), "--model", plan.model, "--epochs", str(epochs),
-          "--batch", str(plan.batch), "--eval-every", str(epochs), "--imgsz", str(plan.size), "--seed", str(seed),
-          "--out", str(run)] + (["--resume"] if (run / "last.pt").is_file() else []))
+    step(["train", "--data", data, "--model", plan.model, "--epochs", str(epochs), "--batch", str(plan.batch),
+          "--eval-every", str(epochs), "--imgsz", str(plan.size), "--seed", str(seed), "--out", str(run)] + resume)
 
 
 def search(plan: DemoPlan, out: Path, base: Path, base_gflops: float, backend: str, seed: int) -> dict:
@@ -297,7 +305,9 @@ def summarize(plan: DemoPlan, out: Path, base: dict, pruned: dict, backend: str,
     gains = {"flops_reduction": 1 - pruned["GFLOPs"] / base["GFLOPs"], "speedup": pruned_row["speedup"],
              "map50_change_points": 100 * (pruned["mAP50"] - base["mAP50"])}
     if reference is not None:
-        rows.insert(1, row(f"reference: dense {plan.model}, {plan.epochs + plan.finetune_epochs} ep", reference))
+        length = f"{plan.epochs + plan.finetune_epochs} ep" if plan.method == "search" else \
+            f"{plan.epochs} + {plan.finetune_epochs} ep"
+        rows.insert(1, row(f"reference: dense {plan.model}, {length}", reference))
         gains.update(map50_vs_reference_points=100 * (pruned["mAP50"] - reference["mAP50"]),
                      map50_95_vs_reference_points=100 * (pruned["mAP50-95"] - reference["mAP50-95"]))
     timing = "onnxruntime CPU, 1 thread" if backend in ("ort", "onnxruntime") else backend
