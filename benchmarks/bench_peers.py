@@ -300,14 +300,17 @@ def progressive_rows(bench: Bench, tname: str, speedup: float, steps: int, cost:
     if cost == "flops":
         name, method = f"{tname}-allocated-flops", "(j) edgeprune-alloc-flops"
 
+    table = bench.work / "progressive-table.json"
+
     def make(s: int):
         out = bench.work / f"{name}-s{s}.pt"
         if not out.is_file():
+            # (j) keeps the widths (i) may keep, multiples of the table's channel block: only the cost differs
+            rounding = ["--round-to", str(json.loads(table.read_text())["align"])] if cost == "flops" else []
             code = cli(["prune", str(bench.work / "base" / "last.pt"), "-o", str(out), "--progressive",
                         "--speedup", f"{speedup:.4f}", "--data", str(bench.data), "--backend", "ort", "--threads", "1",
                         "--steps", str(steps), "--epochs", str(r["recovery"]), "--seed", str(s), "--imgsz",
-                        str(bench.img), "--importance", "taylor", "--cost", cost,
-                        "--predict", str(bench.work / "progressive-table.json")])
+                        str(bench.img), "--importance", "taylor", "--cost", cost, *rounding, "--predict", str(table)])
             if code not in (0, 3):  # 3: saved, but its measured latency missed the target (the final pass says)
                 raise RuntimeError(f"edgeprune prune --progressive failed with exit code {code}")
         state = json.loads((out.with_suffix(".progressive") / "progressive.json").read_text())
@@ -357,6 +360,8 @@ def main() -> None:
     args = ap.parse_args()
     if "f" in args.only and "a" not in args.only:
         ap.error("--only: row f is capped at the FLOPs of row a (Torch-Pruning L1 at the target): add a")
+    if "j" in args.only and "i" not in args.only:
+        ap.error("--only: row j rounds widths to the channel block of row i's latency table: add i")
     args.work = Path(args.work) / args.model
     bench = Bench(args)
     nc, r = len(bench.spec.names), bench.r
