@@ -209,8 +209,8 @@ def train_reference(plan: DemoPlan, out: Path, seed: int) -> None:
     resume = ["--resume"] if (run / "last.pt").is_file() else []
     if plan.method != "search":
         step(["finetune", str(out / "train" / "best.pt"), "--data", data, "--epochs", str(plan.finetune_epochs),
-              "--batch", str(plan.batch), "--eval-every", str(plan.finetune_epochs), "--imgsz", str(plan.size), "--seed", str(seed),
-              "--out", str(run)] + resume)
+              "--batch", str(plan.batch), "--eval-every", str(plan.finetune_epochs), "--imgsz", str(plan.size),
+              "--seed", str(seed), "--out", str(run)] + resume)
         return
     epochs = plan.epochs + plan.finetune_epochs
     step(["train", "--data", data, "--model", plan.model, "--epochs", str(epochs), "--batch", str(plan.batch),

@@ -8,7 +8,8 @@ measured latency meets the target. Comparing the two at equal measured latency i
 latency table adds (bench_peers row (j) against (i)).
 
 Only convolutions count, as in edgeprune.evaluate.complexity.count_flops: adds, concatenations, pooling and
-upsampling cost next to nothing in FLOPs, which is exactly what this objective gets wrong on a real board.
+upsampling cost next to nothing in FLOPs, though they take time on a real board: part of what this objective
+misses.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class FlopsPredictor:
     def __init__(self, input_shape: tuple[int, ...], ms_per_gflop: float = 1.0, align: int = 8) -> None:
         self.input_shape = tuple(int(d) for d in input_shape)
         self.ms_per_gflop = float(ms_per_gflop)
-        self.align = int(align)  # kept widths rounded as the latency table would round them: only the cost differs
+        self.align = int(align)  # the channel block kept widths are multiples of (prune's --round-to)
 
     @classmethod
     def fit(cls, model: nn.Module, input_shape: tuple[int, ...], measured_ms: float, align: int = 8
