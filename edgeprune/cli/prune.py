@@ -4,6 +4,7 @@ against a latency target (`--progressive`, edgeprune.search.progressive)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -184,12 +185,13 @@ def progressive(args: argparse.Namespace) -> None:
     raw = get_backend(args.backend, **timing_options(args.backend, threads=args.threads))
     backend = CachedBackend(raw, LatencyCache(work / "latency.sqlite"))
     shape = (1, 3, args.imgsz, args.imgsz)
+    base_ms = functools.cache(lambda: settled_ms(model, shape, backend))  # one measurement for the scale and target
     try:
         if args.cost == "flops":  # latency taken as proportional to FLOPs, scaled on the base's measurement
-            predictor = FlopsPredictor.fit(model, shape, settled_ms(model, shape, backend), align=args.round_to)
+            predictor = FlopsPredictor.fit(model, shape, base_ms(), align=args.round_to)
         else:
             predictor = predictor_for(model, shape, raw, args.predict or work / "latency_table.json")
-        target = args.target_latency or _speedup_target(work, args.speedup, lambda: settled_ms(model, shape, backend))
+        target = args.target_latency or _speedup_target(work, args.speedup, base_ms)
         schedule = Schedule(target, steps=args.steps, epochs=args.epochs, importance=args.importance,
                             round_to=max(args.round_to, predictor.align), min_width=args.min_width,
                             tolerance=args.tolerance, img_size=args.imgsz, seed=args.seed, cost=args.cost)
